@@ -1,0 +1,16 @@
+# MoASE adapter options shared by the SegFormer+MoASE model bases (spec section 1).
+custom_imports = dict(imports=['mmseg_moase'], allow_failed_imports=False)
+
+moase_cfg = dict(
+    type='MoASEAdapter',
+    num_experts=4,
+    # Bottleneck width: per stage with the backbone's `moase_bottlenecks`;
+    # None = max(D/16, 16).
+    sdd_directions=['smallest', 'smallest', 'largest', 'largest'],
+    sdd_ratios=[0.25, 0.5, 0.25, 0.5],
+    sdd_scope='token',  # 'token' (public code) | 'sample' (paper Eq. 2)
+    eta=0.1,
+    dag_input='low',  # 'low' (paper Eq. 3) | 'high' (public code)
+    asg_grad='none',  # 'none' (faithful) | 'ste' (our relaxation, an extension)
+    expert_type='linear',  # 'linear' | 'mixffn'
+    scale=0.8)

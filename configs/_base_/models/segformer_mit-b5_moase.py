@@ -1,0 +1,14 @@
+# SegFormer MiT-B5 (Cityscapes, 19 classes) with a MoASE adapter in every MiT block
+# (3+6+40+3 = 52 adapters). Inherits mmseg's shipped B5 Cityscapes config.
+_base_ = [
+    'mmseg::segformer/segformer_mit-b5_8xb1-160k_cityscapes-1024x1024.py',
+    './moase_adapter.py'
+]
+
+model = dict(
+    backbone=dict(
+        type='MixVisionTransformerMoASE',
+        init_cfg=None,
+        moase_cfg={{_base_.moase_cfg}},
+        moase_stages=[0, 1, 2, 3],
+        moase_bottlenecks=None))

@@ -1,0 +1,84 @@
+"""Which parameters adapt at test time, in named groups."""
+from typing import Dict, List
+
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...models.adapters.moase import ExpertBank, MoASEAdapter
+
+TRAINABLE_MODES = ('all', 'adapters', 'adapters+norm', 'norm')
+PARAM_GROUPS = ('experts', 'routers', 'norm', 'other')
+NORM_TYPES = (nn.LayerNorm, _BatchNorm, nn.GroupNorm, nn.InstanceNorm2d)
+
+# Groups each mode trains.
+_MODE_GROUPS = {
+    'all': ('experts', 'routers', 'norm', 'other'),
+    'adapters': ('experts', 'routers'),
+    'adapters+norm': ('experts', 'routers', 'norm'),
+    'norm': ('norm', ),
+}
+
+
+def parameter_groups(model: nn.Module) -> Dict[str, List[str]]:
+    """Sort every parameter name of ``model`` into one named group.
+
+    Groups: ``experts`` (MoASE expert banks), ``routers`` (the ASG and DAG gates of
+    MoASE adapters), ``norm`` (affine parameters of LayerNorm/BatchNorm/GroupNorm/
+    InstanceNorm outside adapters) and ``other`` (the rest). Parameters that no loss
+    can reach (the ASG router when ``asg_grad='none'``) are left out of every group.
+
+    Args:
+        model (nn.Module): Any model; unwrap DDP before calling.
+
+    Returns:
+        dict[str, list[str]]: Group name -> parameter names, in module order.
+    """
+    groups: Dict[str, List[str]] = {g: [] for g in PARAM_GROUPS}
+    owner: Dict[str, str] = {}
+    gradient_free = set()
+    for mod_name, mod in model.named_modules():
+        prefix = f'{mod_name}.' if mod_name else ''
+        if isinstance(mod, MoASEAdapter):
+            gradient_free.update(prefix + n
+                                 for n in mod.gradient_free_parameter_names())
+        kind = ('experts' if isinstance(mod, ExpertBank) else
+                'routers' if isinstance(mod, MoASEAdapter) else
+                'norm' if isinstance(mod, NORM_TYPES) else None)
+        if kind is None:
+            continue
+        for p_name, _ in mod.named_parameters(recurse=kind != 'norm'):
+            # The innermost adapter-ish owner wins (experts inside an adapter).
+            full = prefix + p_name
+            if kind == 'routers' and owner.get(full) == 'experts':
+                continue
+            owner[full] = kind
+    for name, _ in model.named_parameters():
+        if name in gradient_free:
+            continue
+        groups[owner.get(name, 'other')].append(name)
+    return groups
+
+
+def set_trainable(model: nn.Module, mode: str) -> Dict[str, List[str]]:
+    """Freeze every parameter except those ``mode`` adapts.
+
+    Args:
+        model (nn.Module): The model (its ``requires_grad`` flags are set in place).
+        mode (str): ``'all'`` (every weight and bias, as the public MoASE code),
+            ``'adapters'`` (experts and routers), ``'adapters+norm'`` or ``'norm'``
+            (normalisation affine parameters only, as TENT).
+
+    Returns:
+        dict[str, list[str]]: The trainable parameters by group (``experts``,
+        ``routers``, ``norm``, ``other``); frozen groups are empty.
+    """
+    if mode not in TRAINABLE_MODES:
+        raise ValueError(f'`trainable` must be one of {list(TRAINABLE_MODES)}, '
+                         f'got {mode!r}')
+    groups = parameter_groups(model)
+    selected = {g: (names if g in _MODE_GROUPS[mode] else [])
+                for g, names in groups.items()}
+    keep = {n for names in selected.values() for n in names}
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in keep)
+    return selected

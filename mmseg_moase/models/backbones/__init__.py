@@ -1,0 +1,3 @@
+from .mit_moase import MixVisionTransformerMoASE, MoASEEncoderLayer
+
+__all__ = ['MixVisionTransformerMoASE', 'MoASEEncoderLayer']
