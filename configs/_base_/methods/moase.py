@@ -1,0 +1,16 @@
+# MoASE (spec section 3): student with adapters, EMA teacher (CoTTA-style by
+# default), hard CE + HP loss, adapters/routers at 2e-4, the rest at 7.5e-6.
+ctta_method = dict(
+    type='MoASE',
+    teacher='cotta',  # 'cotta' (14 views + anchor gate) | 'single' (public code)
+    loss='ce',  # 'ce' (hard pseudo-label) | 'soft_ce'
+    hp_mu=1.0,
+    hp_norm='squared',  # 'squared' (paper) | 'l2' (public code)
+    trainable='all',  # 'all' | 'adapters' | 'adapters+norm'
+    adapter_lr=2e-4,
+    base_lr=7.5e-6,
+    restore_prob=0.01,
+    reset_optimizer_each_pass=False,
+    threshold=0.69,
+    view_index=4)
+custom_hooks = [dict(type='EMATeacherHook', momentum=0.999, buffers='keep')]

@@ -1,0 +1,2 @@
+# Source: the source model scored on the plain view, no adaptation.
+ctta_method = dict(type='Source')

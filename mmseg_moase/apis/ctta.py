@@ -1,0 +1,75 @@
+"""Turn a config + checkpoint + command-line options into a CTTA run."""
+import os
+import os.path as osp
+from typing import Dict, Optional, Sequence
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from ..utils.fileio import check_writable_dir
+
+
+def prepare_ctta_config(config: str, checkpoint: str,
+                        work_dir: Optional[str] = None,
+                        cfg_options: Optional[dict] = None,
+                        launcher: str = 'none', resume: bool = False,
+                        out_preds: Optional[str] = None,
+                        seed: Optional[int] = None) -> Config:
+    """Load ``config`` and apply the options of ``tools/test_ctta.py``.
+
+    Mirrors mmseg's ``tools/test.py``: ``--cfg-options`` are merged first, the work
+    dir is CLI > config > ``./work_dirs/<config name>``. The config's
+    ``ctta_stream``, ``ctta_method`` and optional ``ctta_evaluator`` / ``ctta_cfg``
+    become ``test_dataloader``, ``test_evaluator`` and a ``CTTALoop`` ``test_cfg``
+    (so they combine with mmseg's own SegFormer configs, which define those keys).
+    The checkpoint is loaded by the loop itself, which refuses a file whose keys do
+    not fit the model instead of warning like ``load_from`` would.
+    """
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'config not found: {config}')
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    for key in ('ctta_stream', 'ctta_method'):
+        if not cfg.get(key):
+            raise ValueError(
+                f'{config} declares no `{key}`: a CTTA config needs `ctta_stream` '
+                '(domains, rounds, dataloader) and `ctta_method`; inherit a stream '
+                'from configs/_base_/streams and a method from '
+                'configs/_base_/methods.')
+    stream = cfg.ctta_stream
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config))[0])
+    cfg.load_from = None
+    cfg.resume = False
+    cfg.test_dataloader = stream.dataloader
+    cfg.test_evaluator = cfg.get('ctta_evaluator',
+                                 dict(type='CTTAIoUMetric', iou_metrics=['mIoU']))
+    test_cfg = dict(cfg.get('ctta_cfg', {}) or {})
+    test_cfg.update(
+        type='CTTALoop',
+        method=cfg.ctta_method,
+        domains=stream.domains,
+        rounds=stream.get('rounds', 1),
+        tta_pipeline=stream.get('tta_pipeline'),
+        checkpoint=checkpoint,
+        resume=resume)
+    if out_preds is not None:
+        test_cfg['out_preds'] = out_preds
+    cfg.test_cfg = test_cfg
+    if seed is not None:
+        randomness = dict(cfg.get('randomness', {}) or {})
+        randomness['seed'] = seed
+        cfg.randomness = randomness
+    return cfg
+
+
+def run_ctta(cfg: Config) -> Dict[str, float]:
+    """Build the runner and run the stream; returns the summary metrics."""
+    check_writable_dir(cfg.work_dir)
+    runner = Runner.from_cfg(cfg)
+    return runner.test()

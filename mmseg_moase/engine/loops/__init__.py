@@ -1,0 +1,3 @@
+from .ctta_loop import CTTALoop, StreamDataError
+
+__all__ = ['CTTALoop', 'StreamDataError']

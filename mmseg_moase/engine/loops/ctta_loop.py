@@ -1,0 +1,411 @@
+"""The continual test-time adaptation loop: rounds x domains, no reset."""
+import copy
+import os
+import os.path as osp
+import random
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.dist import is_main_process
+from mmengine.logging import print_log
+from mmengine.runner import BaseLoop
+
+from mmseg.registry import DATASETS, LOOPS
+from ...evaluation.ctta_iou_metric import CTTAIoUMetric
+from ...evaluation.results import CTTAResults
+from ...methods.base import BaseCTTAMethod, unwrap
+from ...registry import METHODS
+from ...utils.checkpoint import load_source_checkpoint
+from ...utils.fileio import check_writable_dir
+from ...utils.progress import StreamProgress
+from ..hooks.ema_teacher_hook import EMATeacherHook
+from .predictions import save_predictions
+
+STATE_FILE = 'ctta_state.pth'
+STATE_VERSION = 1
+
+
+class StreamDataError(ValueError):
+    """Bad data met in the middle of a stream (the state is saved first)."""
+
+
+def _rng_state() -> Dict[str, Any]:
+    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(),
+                 python=random.getstate())
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state['torch'])
+    np.random.set_state(state['numpy'])
+    random.setstate(state['python'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def _tuplify(x):
+    """weights_only unpickling returns lists for tuples; restore nested tuples."""
+    if isinstance(x, list):
+        return tuple(_tuplify(v) for v in x)
+    return x
+
+
+@LOOPS.register_module()
+class CTTALoop(BaseLoop):
+    """Run a CTTA method over a continual stream of target domains.
+
+    The stream is ``rounds`` x ``domains`` passes in order, with no reset between
+    them. Each pass is scored on its own with the evaluator of the config (mmseg's
+    IoU machinery at the label's original resolution); the per-pass table is
+    written to ``<work_dir>/ctta_results.{json,csv,md}`` after every pass.
+
+    Use it as ``test_cfg`` and run with ``runner.test()`` (``tools/test_ctta.py``).
+    ``test_dataloader`` is the template every domain's dataloader is built from
+    (batch size, workers, pipeline); each domain's ``dataset`` is merged over the
+    template's.
+
+    Args:
+        runner: The mmengine runner.
+        dataloader (dict): Dataloader template (``test_dataloader``).
+        evaluator (dict | list): Evaluator config (``test_evaluator``).
+        method (dict): The method config, built from ``METHODS``.
+        domains (Sequence[dict]): ``dict(name=..., dataset=dict(...))`` in stream
+            order.
+        rounds (int): Passes over the domain list. Defaults to 1.
+        checkpoint (str, optional): Source checkpoint, loaded (and checked against
+            the model) before the stream starts.
+        save_interval (int): Images between resume states; 0 = only at pass ends.
+            Defaults to 50.
+        resume (bool): Continue from ``<work_dir>/ctta_state.pth``.
+        out_preds (str, optional): Folder for label-ID PNG predictions.
+        out_preds_color (bool): Also save colour PNGs.
+        progress_interval (float): Seconds between progress lines in logs.
+        check_labels (bool): Check label values and sizes of every image.
+        tta_pipeline (list, optional): The multi-view (``TestTimeAug``) pipeline
+            used instead of the template's for methods with ``multi_view=True``
+            (CoTTA, MoASE with the CoTTA-style teacher).
+    """
+
+    def __init__(self, runner, dataloader: dict, evaluator, method: dict,
+                 domains: Sequence[dict], rounds: int = 1,
+                 checkpoint: Optional[str] = None, save_interval: int = 50,
+                 resume: bool = False, out_preds: Optional[str] = None,
+                 out_preds_color: bool = False, progress_interval: float = 10.0,
+                 check_labels: bool = True,
+                 tta_pipeline: Optional[list] = None) -> None:
+        self._runner = runner
+        self.dataloader = None
+        if not isinstance(dataloader, dict):
+            raise TypeError('CTTALoop needs `test_dataloader` as a config dict '
+                            '(the template of every domain dataloader)')
+        self.dataloader_cfg = copy.deepcopy(dataloader)
+        self.evaluator_cfg = copy.deepcopy(evaluator)
+        if not isinstance(method, dict) or 'type' not in method:
+            raise ValueError('`test_cfg.method` must be a dict with a `type` '
+                             f'(one of {sorted(METHODS.module_dict)})')
+        self.method_cfg = copy.deepcopy(method)
+        if not domains:
+            raise ValueError('`test_cfg.domains` is empty: list the stream as '
+                             "[dict(name='fog', dataset=dict(...)), ...]")
+        for d in domains:
+            if not isinstance(d, dict) or 'name' not in d or 'dataset' not in d:
+                raise ValueError('each entry of `test_cfg.domains` needs `name` '
+                                 f'and `dataset`, got {d!r}')
+        names = [d['name'] for d in domains]
+        if len(set(names)) != len(names):
+            raise ValueError(f'domain names must be unique, got {names}')
+        if not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f'`test_cfg.rounds` must be an integer >= 1, got '
+                             f'{rounds!r}')
+        self.domains = [copy.deepcopy(d) for d in domains]
+        self.rounds = rounds
+        self.checkpoint = checkpoint
+        self.save_interval = int(save_interval)
+        self.resume = resume
+        self.out_preds = out_preds
+        self.out_preds_color = out_preds_color
+        self.progress_interval = progress_interval
+        self.check_labels = check_labels
+        self.tta_pipeline = copy.deepcopy(tta_pipeline)
+        self.method: Optional[BaseCTTAMethod] = None
+        self.results: Optional[CTTAResults] = None
+        self.datasets: Dict[str, Any] = {}
+
+    # ------------------------------------------------------------ building
+    @property
+    def state_path(self) -> str:
+        return osp.join(self.runner.work_dir, STATE_FILE)
+
+    def _build_method(self) -> BaseCTTAMethod:
+        mtype = self.method_cfg['type']
+        if isinstance(mtype, str) and mtype not in METHODS.module_dict:
+            raise ValueError(f'unknown CTTA method {mtype!r} in `test_cfg.method`;'
+                             f' registered: {sorted(METHODS.module_dict)}')
+        return METHODS.build(self.method_cfg)
+
+    def _build_dataset(self, domain: dict):
+        cfg = copy.deepcopy(self.dataloader_cfg.get('dataset', {}))
+        cfg.update(copy.deepcopy(domain['dataset']))
+        if self.method.multi_view:
+            if not self.tta_pipeline:
+                raise ValueError(
+                    f'{type(self.method).__name__} uses the multi-view teacher '
+                    'but the stream declares no `tta_pipeline` (ctta_stream.'
+                    'tta_pipeline in the config).')
+            cfg['pipeline'] = copy.deepcopy(self.tta_pipeline)
+        name = domain['name']
+        root = cfg.get('data_root', '')
+        img_dir = osp.join(root, cfg.get('data_prefix', {}).get('img_path', ''))
+        if not osp.isdir(img_dir):
+            raise FileNotFoundError(
+                f"domain '{name}': image folder {img_dir} does not exist (from "
+                f"data_root={root!r} and data_prefix={cfg.get('data_prefix')}); "
+                'set the data root of the config (e.g. --cfg-options '
+                'data_root=/path/to/data).')
+        cfg['lazy_init'] = True
+        dataset = DATASETS.build(cfg)
+        data_list = dataset.load_data_list()
+        if not data_list:
+            raise ValueError(
+                f"domain '{name}' has no images: nothing matches "
+                f"'*{getattr(dataset, 'img_suffix', '')}' under {img_dir}.")
+        missing = [d['seg_map_path'] for d in data_list
+                   if d.get('seg_map_path') and not osp.isfile(d['seg_map_path'])]
+        if missing:
+            raise FileNotFoundError(
+                f"domain '{name}': {len(missing)} image(s) have no label file, "
+                f'e.g. {missing[:3]}. Every image needs its label to be scored.')
+        dataset.full_init()
+        return dataset
+
+    # ------------------------------------------------------------- running
+    def run(self) -> Dict[str, float]:
+        runner = self.runner
+        check_writable_dir(runner.work_dir)
+        self.method = self._build_method()
+        if self.method.needs_teacher and not any(
+                isinstance(h, EMATeacherHook) for h in runner.hooks):
+            raise ValueError(
+                f'{type(self.method).__name__} needs an EMA teacher: add '
+                "dict(type='EMATeacherHook', momentum=0.999) to custom_hooks.")
+        model = unwrap(runner.model)
+        if self.checkpoint:
+            load_source_checkpoint(model, self.checkpoint)
+        self.datasets = {d['name']: self._build_dataset(d) for d in self.domains}
+        self._check_classes(model)
+
+        runner.call_hook('before_test')
+        runner.call_hook('before_test_epoch')
+        self.method.setup(runner.model)
+        self.results = CTTAResults(type(self.method).__name__,
+                                   [d['name'] for d in self.domains],
+                                   self.rounds, runner.work_dir)
+        passes = [(r, d) for r in range(self.rounds) for d in self.domains]
+        lengths = [len(self.datasets[d['name']]) for _, d in passes]
+        resume_state = self._load_state() if self.resume else None
+        first_pass = resume_state['pass_idx'] if resume_state else 0
+        progress = StreamProgress(
+            total=sum(lengths),
+            done=sum(lengths[:first_pass]) +
+            (resume_state['image_idx'] if resume_state else 0),
+            interval=self.progress_interval)
+        for p, (r, domain) in enumerate(passes):
+            if p < first_pass:
+                continue
+            self._run_pass(p, r, domain, progress,
+                           resume_state if p == first_pass else None)
+            resume_state = None
+
+        metrics = dict(self.results.summary())
+        summary = dict(mIoU=metrics['mean_mIoU'])
+        print_log(self.results.summary_line(), logger='current')
+        print_log('results: ' + osp.join(runner.work_dir, 'ctta_results.md'),
+                  logger='current')
+        runner.call_hook('after_test_epoch', metrics=summary)
+        runner.call_hook('after_test')
+        return summary
+
+    def _check_classes(self, model) -> None:
+        head = getattr(model, 'decode_head', None)
+        n_model = getattr(head, 'num_classes', None)
+        for name, ds in self.datasets.items():
+            n_data = len(ds.metainfo.get('classes', ()))
+            if n_model is not None and n_data and n_model != n_data:
+                raise ValueError(
+                    f"class-count mismatch: domain '{name}' has {n_data} classes, "
+                    f'the model head {n_model}. Use a checkpoint/config trained on '
+                    'the same label set.')
+
+    def _run_pass(self, pass_idx: int, round_idx: int, domain: dict,
+                  progress: StreamProgress, state: Optional[dict]) -> None:
+        runner, method = self.runner, self.method
+        name = domain['name']
+        dataset = self.datasets[name]
+        start = state['image_idx'] if state else 0
+        batch_size = self.dataloader_cfg.get('batch_size', 1)
+        loader_cfg = copy.deepcopy(self.dataloader_cfg)
+        loader_cfg['dataset'] = dataset
+        loader_cfg['sampler'] = dict(type='StreamSampler', start=start,
+                                     batch_size=batch_size)
+        # A private generator keeps the global RNG (stochastic restore) untouched
+        # by the DataLoader, so a resumed run draws exactly the same numbers.
+        loader_cfg['generator'] = torch.Generator()
+        loader = runner.build_dataloader(loader_cfg, seed=runner.seed)
+        # mmengine's logger/timer hooks read len(runner.test_dataloader).
+        self.dataloader = loader
+        evaluator = runner.build_evaluator(copy.deepcopy(self.evaluator_cfg))
+        evaluator.dataset_meta = dataset.metainfo
+        runner.visualizer.dataset_meta = dataset.metainfo
+
+        if state:
+            for metric, results in zip(evaluator.metrics, state['metric_results']):
+                metric.results = [_tuplify(r) for r in results]
+            method.load_state_dict(state['method'])
+            self.results.load_state_dict(state['results'])
+            seconds = state['seconds']
+            skipped0 = state['skipped_at_start']
+        else:
+            seconds = 0.0
+            skipped0 = method.skipped_updates
+        if start == 0:
+            method.on_pass_start(round_idx, name)
+        label = f'R{round_idx + 1}/{self.rounds} {name}'
+        progress.start_pass(label, len(dataset), start)
+        print_log(f'CTTA pass {pass_idx + 1}/{self.rounds * len(self.domains)}: '
+                  f'round {round_idx + 1} domain {name} ({len(dataset)} images'
+                  + (f', resuming at image {start}' if start else '') + ')',
+                  logger='current')
+        iou = next((m for m in evaluator.metrics if isinstance(m, CTTAIoUMetric)),
+                   None)
+        miou_fn = iou.running_miou if iou else (lambda: float('nan'))
+
+        done, since_save = start, 0
+        it = iter(loader)
+        if state:
+            _set_rng_state(state['rng'])
+        t0 = time.perf_counter()
+        for batch_idx, data_batch in enumerate(it):
+            try:
+                if self.check_labels:
+                    self._check_batch_labels(data_batch, name, dataset)
+            except StreamDataError as e:
+                self._save_state(pass_idx, done, evaluator,
+                                 seconds + time.perf_counter() - t0, skipped0)
+                raise StreamDataError(
+                    f'{e} Progress up to image {done} of this pass is saved: fix '
+                    'the data and re-run with --resume.') from None
+            runner.call_hook('before_test_iter', batch_idx=batch_idx,
+                             data_batch=data_batch)
+            outputs = method.step(data_batch)
+            evaluator.process(data_samples=outputs, data_batch=data_batch)
+            if self.out_preds:
+                save_predictions(outputs, self.out_preds, round_idx, name,
+                                 dataset, color=self.out_preds_color)
+            runner.call_hook('after_test_iter', batch_idx=batch_idx,
+                             data_batch=data_batch, outputs=outputs)
+            method.after_step()
+            n = len(outputs)
+            done += n
+            since_save += n
+            progress.update(n, miou_fn)
+            if self.save_interval and since_save >= self.save_interval \
+                    and done < len(dataset):
+                self._save_state(pass_idx, done, evaluator,
+                                 seconds + time.perf_counter() - t0, skipped0)
+                since_save = 0
+        progress.update(0, miou_fn, force=True)
+        seconds += time.perf_counter() - t0
+        metrics = evaluator.evaluate(len(dataset))
+        record = dict(
+            round=round_idx, domain=name,
+            mIoU=float(metrics.get('mIoU', float('nan'))),
+            aAcc=metrics.get('aAcc'), mAcc=metrics.get('mAcc'),
+            per_class_iou={k[4:]: v for k, v in metrics.items()
+                           if k.startswith('IoU.')},
+            images=len(dataset), seconds=round(seconds, 3),
+            seconds_per_image=round(seconds / max(len(dataset), 1), 4),
+            skipped_updates=method.skipped_updates - skipped0)
+        if is_main_process():
+            self.results.add(record)
+        else:
+            self.results.records.append(record)
+        print_log(f'CTTA round {round_idx + 1} {name}: mIoU {record["mIoU"]:.2f} '
+                  f'({record["images"]} images, {record["seconds"]:.1f}s, '
+                  f'{record["skipped_updates"]} skipped updates)',
+                  logger='current')
+        self._save_state(pass_idx + 1, 0, None, 0.0, method.skipped_updates)
+
+    # ---------------------------------------------------------- validation
+    def _check_batch_labels(self, data_batch: dict, domain: str, dataset) -> None:
+        samples = data_batch['data_samples']
+        if samples and isinstance(samples[0], (list, tuple)):
+            samples = samples[0]
+        n_cls = len(dataset.metainfo.get('classes', ()))
+        ignore = getattr(dataset, 'ignore_index', 255)
+        for s in samples:
+            if 'gt_sem_seg' not in s:
+                continue
+            gt = s.gt_sem_seg.data
+            path = s.metainfo.get('seg_map_path', s.metainfo.get('img_path'))
+            ori = tuple(s.metainfo.get('ori_shape', gt.shape[-2:]))
+            if tuple(gt.shape[-2:]) != ori:
+                raise StreamDataError(
+                    f"domain '{domain}': label {path} is {tuple(gt.shape[-2:])} "
+                    f'but its image is {ori} (H, W); labels must match images.')
+            values = gt.unique()
+            bad = values[(values >= n_cls) & (values != ignore)]
+            if bad.numel():
+                raise StreamDataError(
+                    f"domain '{domain}': label {path} has values "
+                    f'{bad.tolist()[:10]} outside 0..{n_cls - 1} and {ignore}; '
+                    'use *_labelTrainIds.png files (cityscapesscripts '
+                    'csCreateTrainIdLabelImgs makes them).')
+
+    # ---------------------------------------------------------- resumption
+    def _signature(self) -> Dict[str, Any]:
+        return dict(method=self.method_cfg.get('type'), rounds=self.rounds,
+                    domains=[d['name'] for d in self.domains],
+                    lengths=[len(self.datasets[d['name']]) for d in self.domains])
+
+    def _save_state(self, pass_idx: int, image_idx: int, evaluator,
+                    seconds: float, skipped_at_start: int) -> None:
+        if not is_main_process():
+            return
+        state = dict(
+            version=STATE_VERSION, signature=self._signature(),
+            pass_idx=pass_idx, image_idx=image_idx, seconds=seconds,
+            skipped_at_start=skipped_at_start,
+            method=self.method.state_dict(),
+            metric_results=[list(m.results) for m in evaluator.metrics]
+            if evaluator is not None else [],
+            results=self.results.state_dict(), rng=_rng_state())
+        tmp = self.state_path + '.tmp'
+        torch.save(state, tmp)
+        os.replace(tmp, self.state_path)
+
+    def _load_state(self) -> Optional[dict]:
+        path = self.state_path
+        if not osp.isfile(path):
+            print_log(f'--resume: no state at {path}; starting the stream from '
+                      'the beginning.', logger='current', level=30)
+            return None
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        if state.get('version') != STATE_VERSION:
+            raise ValueError(f'{path}: unknown state version {state.get("version")}')
+        if state['signature'] != self._signature():
+            raise ValueError(
+                f'{path} was written by a different stream '
+                f"({state['signature']}) than this config ({self._signature()}); "
+                'use another --work-dir or delete the file.')
+        total = self.rounds * len(self.domains)
+        print_log(f'--resume: continuing at pass {state["pass_idx"] + 1}/{total}, '
+                  f'image {state["image_idx"]}', logger='current')
+        if state['pass_idx'] >= total:
+            # Finished run: restore the table only.
+            self.method.load_state_dict(state['method'])
+            self.results.load_state_dict(state['results'])
+        return state

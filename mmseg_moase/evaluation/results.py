@@ -1,0 +1,141 @@
+"""The per-round x per-domain results table, written as the stream goes."""
+import csv
+import io
+import json
+import math
+import os
+import os.path as osp
+from typing import Any, Dict, List, Optional, Sequence
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and an atomic rename."""
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _fmt(x: Optional[float]) -> str:
+    return 'n/a' if x is None or (isinstance(x, float) and math.isnan(x)) \
+        else f'{x:.2f}'
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float('nan')
+
+
+class CTTAResults:
+    """Accumulates one record per (round, domain) pass and writes the tables.
+
+    Files (under ``out_dir``, prefix ``name``): ``.json`` (every pass: mIoU,
+    per-class IoU, image count, seconds, skipped updates; plus the summary),
+    ``.csv`` (one row per pass) and ``.md`` (rows = method/round, columns =
+    domains + mean, as CTTA papers print it). Rewritten atomically after each pass.
+
+    Args:
+        method (str): Method label for the table rows.
+        domains (Sequence[str]): Domain names in stream order.
+        rounds (int): Number of rounds.
+        out_dir (str): Where the files go.
+        name (str): File name prefix. Defaults to ``'ctta_results'``.
+    """
+
+    def __init__(self, method: str, domains: Sequence[str], rounds: int,
+                 out_dir: str, name: str = 'ctta_results') -> None:
+        self.method = method
+        self.domains = list(domains)
+        self.rounds = rounds
+        self.out_dir = out_dir
+        self.name = name
+        self.records: List[Dict[str, Any]] = []
+
+    # ------------------------------------------------------------- summary
+    def miou(self, round_idx: int, domain: str) -> Optional[float]:
+        for r in self.records:
+            if r['round'] == round_idx and r['domain'] == domain:
+                return r['mIoU']
+        return None
+
+    def round_mean(self, round_idx: int) -> float:
+        return _nanmean([r['mIoU'] for r in self.records
+                         if r['round'] == round_idx])
+
+    def overall_mean(self) -> float:
+        """Mean of the pass mIoUs (what CTTA papers report as the mean)."""
+        return _nanmean([r['mIoU'] for r in self.records])
+
+    def summary(self) -> Dict[str, Any]:
+        return dict(
+            method=self.method,
+            domains=self.domains,
+            rounds=self.rounds,
+            passes_done=len(self.records),
+            passes_total=self.rounds * len(self.domains),
+            round_mean={str(r + 1): self.round_mean(r)
+                        for r in range(self.rounds)
+                        if any(x['round'] == r for x in self.records)},
+            mean_mIoU=self.overall_mean(),
+            images=sum(r['images'] for r in self.records),
+            seconds=sum(r['seconds'] for r in self.records),
+            skipped_updates=sum(r['skipped_updates'] for r in self.records))
+
+    def summary_line(self) -> str:
+        s = self.summary()
+        rounds = ', '.join(f'R{k} {_fmt(v)}' for k, v in s['round_mean'].items())
+        ips = s['images'] / s['seconds'] if s['seconds'] else float('nan')
+        return (f'CTTA {self.method}: mean mIoU {_fmt(s["mean_mIoU"])} over '
+                f'{s["passes_done"]}/{s["passes_total"]} passes ({rounds}); '
+                f'{s["images"]} images in {s["seconds"]:.1f}s '
+                f'({ips:.2f} img/s), {s["skipped_updates"]} skipped updates')
+
+    # ----------------------------------------------------------------- I/O
+    def add(self, record: Dict[str, Any]) -> None:
+        self.records.append(record)
+        self.write()
+
+    def markdown(self) -> str:
+        head = ['Method', 'Round'] + self.domains + ['Mean']
+        lines = ['| ' + ' | '.join(head) + ' |',
+                 '|' + '---|' * len(head)]
+        for r in range(self.rounds):
+            if not any(x['round'] == r for x in self.records):
+                continue
+            cells = [self.method, str(r + 1)]
+            cells += [_fmt(self.miou(r, d)) for d in self.domains]
+            cells.append(_fmt(self.round_mean(r)))
+            lines.append('| ' + ' | '.join(cells) + ' |')
+        lines.append(f'\nMean over all passes: {_fmt(self.overall_mean())} mIoU')
+        return '\n'.join(lines) + '\n'
+
+    def csv_text(self) -> str:
+        buf = io.StringIO()
+        cols = ['method', 'round', 'domain', 'mIoU', 'aAcc', 'mAcc', 'images',
+                'seconds', 'skipped_updates']
+        classes = []
+        for r in self.records:
+            classes += [k for k in r.get('per_class_iou', {}) if k not in classes]
+        writer = csv.writer(buf)
+        writer.writerow(cols + [f'IoU.{c}' for c in classes])
+        for r in self.records:
+            row = [self.method, r['round'] + 1, r['domain']]
+            row += [r.get(k) for k in cols[3:]]
+            row += [r.get('per_class_iou', {}).get(c) for c in classes]
+            writer.writerow(row)
+        return buf.getvalue()
+
+    def write(self) -> None:
+        os.makedirs(self.out_dir, exist_ok=True)
+        base = osp.join(self.out_dir, self.name)
+        payload = dict(summary=self.summary(), passes=self.records)
+        atomic_write_text(base + '.json',
+                          json.dumps(payload, indent=2, allow_nan=True))
+        atomic_write_text(base + '.csv', self.csv_text())
+        atomic_write_text(base + '.md', self.markdown())
+
+    def state_dict(self) -> Dict[str, Any]:
+        return dict(records=json.dumps(self.records))
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.records = json.loads(state['records'])

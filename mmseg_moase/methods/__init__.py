@@ -1,0 +1,10 @@
+"""CTTA methods. Adding one = one file here registering into ``METHODS`` (and an
+import line below), plus a config."""
+from .base import BaseCTTAMethod
+from .cotta import CoTTA
+from .moase import MoASE
+from .norm_stat import NormStat
+from .source import Source
+from .tent import TENT
+
+__all__ = ['BaseCTTAMethod', 'CoTTA', 'MoASE', 'NormStat', 'Source', 'TENT']

@@ -1,0 +1,167 @@
+"""The interface every continual test-time adaptation method implements."""
+import copy
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.structures import PixelData
+from torch import Tensor
+
+from mmseg.structures import SegDataSample
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The segmentor inside a DDP/mmengine model wrapper."""
+    return model.module if is_model_wrapper(model) else model
+
+
+def is_multi_view(data_batch: dict) -> bool:
+    """True for a batch from mmseg's ``TestTimeAug`` pipeline (list of views)."""
+    inputs = data_batch['inputs']
+    return len(inputs) > 0 and isinstance(inputs[0], (list, tuple))
+
+
+def split_views(data_batch: dict) -> List[dict]:
+    """One single-view batch per view of a ``TestTimeAug`` batch."""
+    if not is_multi_view(data_batch):
+        return [data_batch]
+    return [dict(inputs=inp, data_samples=ds)
+            for inp, ds in zip(data_batch['inputs'], data_batch['data_samples'])]
+
+
+class BaseCTTAMethod:
+    """A continual test-time adaptation method run by :class:`CTTALoop`.
+
+    The loop calls, in order: :meth:`setup` once (after the source weights are
+    loaded), :meth:`on_pass_start` at every (round, domain) pass, then per batch
+    :meth:`step` (predict, adapt; returns the scored data samples), the
+    ``after_test_iter`` hooks (e.g. the EMA teacher update) and :meth:`after_step`.
+    A method that adapts builds its optimiser from ``optim_wrapper`` with mmengine's
+    :func:`build_optim_wrapper`.
+
+    Subclasses implement :meth:`step`. Everything a resumed run needs goes through
+    :meth:`state_dict` / :meth:`load_state_dict`.
+
+    Args:
+        optim_wrapper (dict, optional): mmengine optimiser-wrapper config.
+        view_index (int): For multi-view (``TestTimeAug``) batches, which view is the
+            plain one (scale 1.0, no flip). Defaults to 4, the CoTTA order.
+    """
+
+    #: Whether the method needs ``EMATeacherHook`` in ``custom_hooks``.
+    needs_teacher = False
+    #: Whether batches come from the stream's multi-view ``tta_pipeline``.
+    multi_view = False
+
+    def __init__(self, optim_wrapper: Optional[dict] = None,
+                 view_index: int = 4) -> None:
+        self.optim_wrapper_cfg = copy.deepcopy(optim_wrapper)
+        self.view_index = view_index
+        self.model: Optional[nn.Module] = None
+        self.teacher: Optional[nn.Module] = None
+        self.optim_wrapper: Optional[OptimWrapper] = None
+        self.skipped_updates = 0
+
+    # ----------------------------------------------------------------- set-up
+    def setup(self, model: nn.Module) -> None:
+        """Take the (source-initialised) model; build teacher, optimiser..."""
+        self.model = model
+        if self.optim_wrapper_cfg is not None:
+            self.optim_wrapper = self.build_optim_wrapper()
+
+    def build_optim_wrapper(self) -> OptimWrapper:
+        return build_optim_wrapper(unwrap(self.model),
+                                   copy.deepcopy(self.optim_wrapper_cfg))
+
+    def on_pass_start(self, round_idx: int, domain: str) -> None:
+        """Called before the first batch of every (round, domain) pass."""
+
+    @property
+    def segmentor(self) -> nn.Module:
+        return unwrap(self.model)
+
+    # ------------------------------------------------------------------- step
+    def step(self, data_batch: dict) -> List[SegDataSample]:
+        """Predict (the scored output) and adapt on one batch."""
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called after the ``after_test_iter`` hooks (e.g. stochastic restore)."""
+
+    # ---------------------------------------------------------------- helpers
+    def preprocess(self, model: nn.Module, batch: dict,
+                   training: bool = False) -> Tuple[Tensor, List[SegDataSample]]:
+        data = unwrap(model).data_preprocessor(batch, training)
+        return data['inputs'], data['data_samples']
+
+    def plain_view(self, data_batch: dict) -> dict:
+        """The single-view batch to score/adapt on (view ``view_index``)."""
+        views = split_views(data_batch)
+        if len(views) == 1:
+            return views[0]
+        if not 0 <= self.view_index < len(views):
+            raise ValueError(f'view_index={self.view_index} but the pipeline '
+                             f'gives {len(views)} views')
+        return views[self.view_index]
+
+    def predict(self, model: nn.Module, batch: dict) -> List[SegDataSample]:
+        """``model.predict`` on a single-view batch; logits at original size.
+
+        The data samples are copies: the caller's (with the true label) stay as
+        they are.
+        """
+        inputs, samples = self.preprocess(model, batch)
+        samples = [SegDataSample(metainfo=s.metainfo) for s in samples]
+        return unwrap(model).predict(inputs, samples)
+
+    def update(self, loss: Tensor) -> bool:
+        """One optimiser step on ``loss``; skipped if the loss or a gradient is
+        not finite (the model then stays exactly as before).
+
+        Returns:
+            bool: whether the step was taken.
+        """
+        wrapper = self.optim_wrapper
+        if not torch.isfinite(loss):
+            wrapper.zero_grad()
+            self.skipped_updates += 1
+            return False
+        wrapper.backward(loss)
+        grads = [p.grad for g in wrapper.optimizer.param_groups
+                 for p in g['params'] if p.grad is not None]
+        if grads and not all(torch.isfinite(g).all() for g in grads):
+            wrapper.zero_grad()
+            self.skipped_updates += 1
+            return False
+        wrapper.step()
+        wrapper.zero_grad()
+        return True
+
+    @staticmethod
+    def scored(samples: Sequence[SegDataSample],
+               preds: Sequence[Tensor]) -> List[SegDataSample]:
+        """Attach predictions (H x W label maps) to the loader's data samples."""
+        for s, p in zip(samples, preds):
+            s.pred_sem_seg = PixelData(data=p.reshape(1, *p.shape[-2:]))
+        return list(samples)
+
+    # ------------------------------------------------------------ resumption
+    def state_dict(self) -> Dict[str, Any]:
+        state: Dict[str, Any] = dict(
+            model=unwrap(self.model).state_dict(),
+            skipped_updates=self.skipped_updates)
+        if self.teacher is not None:
+            state['teacher'] = self.teacher.state_dict()
+        if self.optim_wrapper is not None:
+            state['optim_wrapper'] = self.optim_wrapper.state_dict()
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        unwrap(self.model).load_state_dict(state['model'])
+        self.skipped_updates = state['skipped_updates']
+        if self.teacher is not None:
+            self.teacher.load_state_dict(state['teacher'])
+        if self.optim_wrapper is not None:
+            self.optim_wrapper.load_state_dict(state['optim_wrapper'])

@@ -1,0 +1,179 @@
+"""CoTTA: continual test-time adaptation with an augmentation-averaged EMA teacher."""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.structures import PixelData
+from torch import Tensor
+
+from mmseg.structures import SegDataSample
+from ..registry import METHODS
+from .base import BaseCTTAMethod, split_views, unwrap
+
+
+def stochastic_restore(params: Sequence[Tensor], sources: Sequence[Tensor],
+                       prob: float) -> None:
+    """Reset each element of each tensor to its source value with ``prob``.
+
+    ``prob=1`` restores everything, ``prob=0`` nothing (``torch.rand`` is in [0, 1)).
+    Draws from torch's global generator, so a fixed seed fixes the masks.
+    """
+    if prob <= 0:
+        return
+    with torch.no_grad():
+        for p, s in zip(params, sources):
+            mask = torch.rand(p.shape, device=p.device) < prob
+            p.copy_(torch.where(mask, s, p))
+
+
+def gated_pseudo_label(view_probs: Sequence[Tensor], plain_index: int,
+                       anchor_prob: Tensor,
+                       threshold: float) -> Tuple[Tensor, Tensor]:
+    """CoTTA's pseudo-label for one image.
+
+    Where the frozen anchor is confident on the plain view (max softmax prob >
+    ``threshold``) take the teacher's plain-view argmax, elsewhere the argmax of the
+    teacher's softmax averaged over all views.
+
+    Args:
+        view_probs: Teacher softmax per view, each (C, H, W) at the label size.
+        plain_index: Index of the plain view (scale 1.0, unflipped).
+        anchor_prob: Anchor softmax on the plain view (C, H, W).
+        threshold: Confidence threshold (0.69 in CoTTA).
+
+    Returns:
+        tuple: The pseudo-label (H, W) and the mean teacher probability (C, H, W).
+    """
+    mean_prob = torch.stack(list(view_probs)).mean(0)
+    confident = anchor_prob.max(0).values > threshold
+    label = torch.where(confident, view_probs[plain_index].argmax(0),
+                        mean_prob.argmax(0))
+    return label, mean_prob
+
+
+@METHODS.register_module()
+class CoTTA(BaseCTTAMethod):
+    """CoTTA (Wang et al., CVPR 2022) as in its released segmentation code.
+
+    Per batch: the EMA teacher predicts every view of the ``TestTimeAug`` pipeline
+    (CoTTA: 7 scales x flip = 14) and averages their softmax at label size; where
+    the frozen source *anchor* is confident on the plain view the teacher's
+    plain-view argmax is used instead. That map is both the pseudo-label and the
+    scored output. The student takes one Adam step of cross-entropy on the plain
+    view, the ``EMATeacherHook`` updates the teacher, then each trainable element is
+    restored to its source value with probability ``restore_prob``.
+
+    Args:
+        threshold (float): Anchor confidence gate. Defaults to 0.69.
+        restore_prob (float): Stochastic-restore probability. Defaults to 0.01.
+        reset_optimizer_each_pass (bool): Re-create the optimiser (fresh Adam
+            moments) at every domain pass, as the released code does. Default True.
+        multi_view (bool): Require the multi-view pipeline (True) or run the
+            teacher on the plain view only (False, for ablations).
+        optim_wrapper (dict, optional): Defaults to Adam lr 7.5e-6, betas
+            (0.9, 0.999), all parameters.
+        view_index (int): The plain view in the pipeline's view list. Default 4.
+    """
+
+    needs_teacher = True
+
+    def __init__(self, threshold: float = 0.69, restore_prob: float = 0.01,
+                 reset_optimizer_each_pass: bool = True, multi_view: bool = True,
+                 optim_wrapper: Optional[dict] = None, **kwargs) -> None:
+        if optim_wrapper is None:
+            optim_wrapper = self.default_optim_wrapper()
+        super().__init__(optim_wrapper=optim_wrapper, **kwargs)
+        if not 0.0 <= restore_prob <= 1.0:
+            raise ValueError(f'`restore_prob` must lie in [0, 1], got {restore_prob}')
+        self.threshold = float(threshold)
+        self.restore_prob = float(restore_prob)
+        self.reset_optimizer_each_pass = reset_optimizer_each_pass
+        self.multi_view = multi_view
+        self.anchor: Optional[nn.Module] = None
+        self._restore_params: List[Tensor] = []
+        self._restore_sources: List[Tensor] = []
+
+    @staticmethod
+    def default_optim_wrapper() -> dict:
+        return dict(constructor='TrainableGroupsOptimWrapperConstructor',
+                    optimizer=dict(type='Adam', lr=7.5e-6, betas=(0.9, 0.999)),
+                    paramwise_cfg=dict(trainable='all'))
+
+    def setup(self, model: nn.Module) -> None:
+        model.eval()
+        super().setup(model)  # builds the optimiser, which sets requires_grad
+        seg = self.segmentor
+        self.teacher = self._frozen_copy(seg)
+        self.anchor = self._frozen_copy(seg)
+        trainable = [(n, p) for n, p in seg.named_parameters() if p.requires_grad]
+        self._restore_params = [p for _, p in trainable]
+        self._restore_sources = [p.detach().clone() for _, p in trainable]
+
+    @staticmethod
+    def _frozen_copy(model: nn.Module) -> nn.Module:
+        m = copy.deepcopy(model).eval()
+        m.requires_grad_(False)
+        return m
+
+    def on_pass_start(self, round_idx: int, domain: str) -> None:
+        if self.reset_optimizer_each_pass and self.optim_wrapper is not None:
+            self.optim_wrapper = self.build_optim_wrapper()
+
+    # ---------------------------------------------------------------- teacher
+    def _probs(self, model: nn.Module, batch: dict) -> List[Tensor]:
+        return [p.seg_logits.data.softmax(0) for p in self.predict(model, batch)]
+
+    @torch.no_grad()
+    def teacher_pseudo_labels(self, data_batch: dict
+                              ) -> Tuple[List[Tensor], List[Tensor]]:
+        """Pseudo-labels (H, W) and mean teacher probabilities (C, H, W) per image."""
+        views = split_views(data_batch)
+        if self.multi_view and len(views) == 1:
+            raise ValueError(
+                f'{type(self).__name__} with multi_view=True needs the multi-view '
+                "test pipeline (mmseg's TestTimeAug, e.g. the `cotta_tta_pipeline` "
+                'of configs/_base_/datasets); got a single-view batch. Set '
+                'multi_view=False to run the teacher on the plain view only.')
+        if not self.multi_view:
+            views = [self.plain_view(data_batch)]
+            plain = 0
+        else:
+            plain = self.view_index
+            if not 0 <= plain < len(views):
+                raise ValueError(f'view_index={plain} but the pipeline gives '
+                                 f'{len(views)} views')
+        per_view = [self._probs(self.teacher, v) for v in views]  # view x image
+        anchor = self._probs(self.anchor, views[plain])
+        labels, means = [], []
+        for i, a in enumerate(anchor):
+            lab, mean = gated_pseudo_label([pv[i] for pv in per_view], plain, a,
+                                           self.threshold)
+            labels.append(lab)
+            means.append(mean)
+        return labels, means
+
+    # ---------------------------------------------------------------- student
+    def student_loss(self, view: dict, labels: Sequence[Tensor],
+                     probs: Sequence[Tensor]) -> Dict[str, Tensor]:
+        inputs, samples = self.preprocess(self.model, view)
+        metas = []
+        for s, lab in zip(samples, labels):
+            m = SegDataSample(metainfo=s.metainfo)
+            m.gt_sem_seg = PixelData(data=lab[None])
+            metas.append(m)
+        return dict(loss_ce=self.segmentor.loss(inputs, metas)['decode.loss_ce'])
+
+    def step(self, data_batch: dict) -> List[SegDataSample]:
+        labels, probs = self.teacher_pseudo_labels(data_batch)
+        view = self.plain_view(data_batch)
+        with torch.enable_grad():
+            losses = self.student_loss(view, labels, probs)
+            self.last_losses = {k: float(v.detach()) for k, v in losses.items()}
+            self.update(sum(losses.values()))
+        return self.scored(view['data_samples'], labels)
+
+    def after_step(self) -> None:
+        stochastic_restore(self._restore_params, self._restore_sources,
+                           self.restore_prob)

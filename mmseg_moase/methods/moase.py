@@ -1,0 +1,110 @@
+"""MoASE: CoTTA-style mean teacher + Mixture-of-Activation-Sparsity-Experts."""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..engine.optimizers.trainable import TRAINABLE_MODES
+from ..models.adapters.moase import MoASEAdapter
+from ..models.losses.hp_loss import HP_NORMS, hp_loss
+from ..registry import METHODS
+from .cotta import CoTTA
+
+TEACHERS = ('cotta', 'single')
+STUDENT_LOSSES = ('ce', 'soft_ce')
+
+
+@METHODS.register_module()
+class MoASE(CoTTA):
+    """MoASE (arXiv 2405.16486) for segmentation; spec section 3.
+
+    The student is the model with MoASE adapters; the EMA teacher
+    (``EMATeacherHook``) makes pseudo-labels and the scored prediction.
+
+    Args:
+        teacher (str): ``'cotta'`` (default; the segmentation protocol: 14-view
+            teacher with the anchor gate, needs the multi-view pipeline) or
+            ``'single'`` (the public classification code: the teacher's plain view,
+            no anchor).
+        loss (str): ``'ce'`` (hard pseudo-label, default) or ``'soft_ce'``
+            (cross-entropy against the teacher's probabilities, as the public code).
+        hp_mu (float): HP loss weight mu; 0 disables it. Defaults to 1.0.
+        hp_norm (str): ``'squared'`` (paper Eq. 5, default) or ``'l2'`` (code).
+        trainable (str): ``'all'`` (default, the public code), ``'adapters'`` or
+            ``'adapters+norm'``.
+        adapter_lr (float): LR of experts and routers. Defaults to 2e-4.
+        base_lr (float): LR of every other trainable parameter. Defaults to 7.5e-6
+            (CoTTA's), our resolution of the paper/code ambiguity.
+        restore_prob (float): Stochastic restore (default 0.01; 0 turns it off).
+        reset_optimizer_each_pass (bool): Defaults to False (no reset anywhere).
+        optim_wrapper (dict, optional): Overrides the optimiser built from the four
+            options above (Adam, betas (0.9, 0.99), weight decay 0).
+        threshold (float): Anchor gate of the CoTTA-style teacher. 0.69.
+    """
+
+    def __init__(self, teacher: str = 'cotta', loss: str = 'ce',
+                 hp_mu: float = 1.0, hp_norm: str = 'squared',
+                 trainable: str = 'all', adapter_lr: float = 2e-4,
+                 base_lr: float = 7.5e-6, restore_prob: float = 0.01,
+                 reset_optimizer_each_pass: bool = False,
+                 optim_wrapper: Optional[dict] = None, **kwargs) -> None:
+        for name, value, allowed in (('teacher', teacher, TEACHERS),
+                                     ('loss', loss, STUDENT_LOSSES),
+                                     ('hp_norm', hp_norm, HP_NORMS),
+                                     ('trainable', trainable,
+                                      TRAINABLE_MODES[:3])):
+            if value not in allowed:
+                raise ValueError(f'MoASE option `{name}` must be one of '
+                                 f'{list(allowed)}, got {value!r}')
+        if optim_wrapper is None:
+            optim_wrapper = dict(
+                constructor='TrainableGroupsOptimWrapperConstructor',
+                optimizer=dict(type='Adam', lr=base_lr, betas=(0.9, 0.99),
+                               weight_decay=0),
+                paramwise_cfg=dict(
+                    trainable=trainable,
+                    group_lr=dict(experts=adapter_lr, routers=adapter_lr)))
+        super().__init__(restore_prob=restore_prob,
+                         reset_optimizer_each_pass=reset_optimizer_each_pass,
+                         multi_view=teacher == 'cotta',
+                         optim_wrapper=optim_wrapper, **kwargs)
+        self.teacher_mode = teacher
+        self.loss = loss
+        self.hp_mu = float(hp_mu)
+        self.hp_norm = hp_norm
+        self.trainable = trainable
+
+    def setup(self, model) -> None:
+        super().setup(model)
+        if not any(isinstance(m, MoASEAdapter) for m in self.segmentor.modules()):
+            raise ValueError(
+                'MoASE needs a model with MoASE adapters: use a backbone of type '
+                "'MixVisionTransformerMoASE' (configs/_base_/models/"
+                'segformer_mit-b*_moase.py).')
+
+    @torch.no_grad()
+    def teacher_pseudo_labels(self, data_batch: dict):
+        if self.teacher_mode == 'cotta':
+            return super().teacher_pseudo_labels(data_batch)
+        probs = self._probs(self.teacher, self.plain_view(data_batch))
+        return [p.argmax(0) for p in probs], probs
+
+    def student_loss(self, view: dict, labels: Sequence[Tensor],
+                     probs: Sequence[Tensor]) -> Dict[str, Tensor]:
+        if self.loss == 'ce':
+            losses = super().student_loss(view, labels, probs)
+        else:
+            inputs, samples = self.preprocess(self.model, view)
+            metas = [s.metainfo for s in samples]
+            logits = self.segmentor.encode_decode(inputs, metas)
+            terms = []
+            for i, p in enumerate(probs):
+                lg = F.interpolate(logits[i:i + 1], size=p.shape[-2:],
+                                   mode='bilinear', align_corners=False)[0]
+                terms.append(-(p * F.log_softmax(lg, dim=0)).sum(0).mean())
+            losses = dict(loss_soft_ce=torch.stack(terms).mean())
+        if self.hp_mu > 0:
+            losses['loss_hp'] = hp_loss(self.segmentor, self.teacher, self.hp_mu,
+                                        self.hp_norm)
+        return losses

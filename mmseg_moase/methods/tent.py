@@ -1,0 +1,75 @@
+"""TENT: test entropy minimisation over the normalisation affine parameters."""
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.structures import PixelData
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmseg.structures import SegDataSample
+from ..registry import METHODS
+from .base import BaseCTTAMethod
+
+TENT_LOSSES = ('entropy', 'self_ce')
+
+
+@METHODS.register_module()
+class TENT(BaseCTTAMethod):
+    """TENT (Wang et al., ICLR 2021) in the continual setting.
+
+    Only the affine parameters of normalisation layers adapt (all MiT LayerNorms and
+    the head's BatchNorm), BatchNorm normalises with test-batch statistics, and the
+    scored prediction is the one made *before* the update (from the same forward
+    pass that gives the loss). Dropout and drop-path stay off.
+
+    Args:
+        loss (str): ``'entropy'`` (TENT's definition, default): mean per-pixel
+            Shannon entropy of the softmax; or ``'self_ce'`` (the CoTTA repository's
+            TENT): cross-entropy of the training-path logits against the model's
+            own argmax.
+        optim_wrapper (dict, optional): Defaults to Adam, lr 6e-5 / 8, betas
+            (0.9, 0.999), on the ``norm`` group only.
+    """
+
+    def __init__(self, loss: str = 'entropy',
+                 optim_wrapper: Optional[dict] = None, **kwargs) -> None:
+        if loss not in TENT_LOSSES:
+            raise ValueError(f'TENT option `loss` must be one of '
+                             f'{list(TENT_LOSSES)}, got {loss!r}')
+        if optim_wrapper is None:
+            optim_wrapper = dict(
+                constructor='TrainableGroupsOptimWrapperConstructor',
+                optimizer=dict(type='Adam', lr=6e-5 / 8, betas=(0.9, 0.999)),
+                paramwise_cfg=dict(trainable='norm'))
+        super().__init__(optim_wrapper=optim_wrapper, **kwargs)
+        self.loss = loss
+
+    def setup(self, model) -> None:
+        model.eval()
+        super().setup(model)
+        for m in self.segmentor.modules():
+            if isinstance(m, _BatchNorm):
+                m.train()
+
+    def step(self, data_batch: dict) -> List[SegDataSample]:
+        view = self.plain_view(data_batch)
+        with torch.enable_grad():
+            inputs, samples = self.preprocess(self.model, view)
+            metas = [SegDataSample(metainfo=s.metainfo) for s in samples]
+            preds = self.segmentor.predict(inputs, metas)
+            labels = [p.pred_sem_seg.data.detach() for p in preds]
+            if self.loss == 'entropy':
+                loss = torch.stack([
+                    entropy(p.seg_logits.data).mean() for p in preds]).mean()
+            else:
+                for m, lab in zip(metas, labels):
+                    m.gt_sem_seg = PixelData(data=lab)
+                loss = self.segmentor.loss(inputs, metas)['decode.loss_ce']
+            self.update(loss)
+        return self.scored(view['data_samples'], labels)
+
+
+def entropy(logits: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Per-position Shannon entropy of ``softmax(logits)`` along ``dim``."""
+    logp = F.log_softmax(logits, dim=dim)
+    return -(logp.exp() * logp).sum(dim)

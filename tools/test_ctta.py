@@ -1,0 +1,56 @@
+"""Run continual test-time adaptation over a stream of target domains.
+
+    python tools/test_ctta.py CONFIG CHECKPOINT [--work-dir DIR] [--resume]
+        [--out-preds DIR] [--seed N] [--cfg-options k=v ...] [--launcher ...]
+
+Writes ``ctta_results.{json,csv,md}`` to the work dir after every pass.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import DictAction
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import mmseg_moase  # noqa: E402,F401  (registers loops, methods, models)
+from mmseg_moase.apis import prepare_ctta_config, run_ctta  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='MMSeg continual test-time adaptation (CTTA)')
+    parser.add_argument('config', help='CTTA config file path')
+    parser.add_argument('checkpoint', help='source checkpoint file')
+    parser.add_argument('--work-dir',
+                        help='where results, logs and the resume state go '
+                        '(default: ./work_dirs/<config name>)')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue an interrupted run from the state saved '
+                        'in the work dir')
+    parser.add_argument('--out-preds',
+                        help='save predictions as label-ID PNGs under this folder')
+    parser.add_argument('--seed', type=int, help='random seed')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value pairs, as in mmseg')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = prepare_ctta_config(args.config, args.checkpoint, args.work_dir,
+                              args.cfg_options, args.launcher, args.resume,
+                              args.out_preds, args.seed)
+    run_ctta(cfg)
+
+
+if __name__ == '__main__':
+    main()
