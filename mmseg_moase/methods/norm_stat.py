@@ -1,16 +1,12 @@
 """NormStat ("BN adapt"): normalise with the statistics of the test batch."""
-from typing import List
-
-import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmseg.structures import SegDataSample
 from ..registry import METHODS
-from .base import BaseCTTAMethod
+from .source import Source
 
 
 @METHODS.register_module()
-class NormStat(BaseCTTAMethod):
+class NormStat(Source):
     """Test-time normalisation statistics, no parameter update.
 
     Every BatchNorm layer normalises each test batch with that batch's own mean and
@@ -25,18 +21,9 @@ class NormStat(BaseCTTAMethod):
     """
 
     def setup(self, model) -> None:
-        super().setup(model)
-        model.eval()
-        model.requires_grad_(False)
+        super().setup(model)  # Source: eval mode, frozen; scores the plain view
         self.num_norm_layers = 0
         for m in self.segmentor.modules():
             if isinstance(m, _BatchNorm):
                 m.train()
                 self.num_norm_layers += 1
-
-    @torch.no_grad()
-    def step(self, data_batch: dict) -> List[SegDataSample]:
-        view = self.plain_view(data_batch)
-        preds = self.predict(self.model, view)
-        return self.scored(view['data_samples'],
-                           [p.pred_sem_seg.data for p in preds])

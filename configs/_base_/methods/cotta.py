@@ -5,7 +5,7 @@ ctta_method = dict(
     threshold=0.69,
     restore_prob=0.01,
     reset_optimizer_each_pass=True,
-    view_index=4,  # the plain view (scale 1.0, no flip) in the stream's tta_pipeline
+    view_index=None,  # plain view of the tta_pipeline: None = the unscaled, unflipped one
     optim_wrapper=dict(
         constructor='TrainableGroupsOptimWrapperConstructor',
         optimizer=dict(type='Adam', lr=7.5e-6, betas=(0.9, 0.999)),

@@ -12,5 +12,5 @@ ctta_method = dict(
     restore_prob=0.01,
     reset_optimizer_each_pass=False,
     threshold=0.69,
-    view_index=4)
+    view_index=None)  # None = the tta_pipeline's unscaled, unflipped view
 custom_hooks = [dict(type='EMATeacherHook', momentum=0.999, buffers='keep')]

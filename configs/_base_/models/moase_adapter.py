@@ -14,3 +14,12 @@ moase_cfg = dict(
     asg_grad='none',  # 'none' (faithful) | 'ste' (our relaxation, an extension)
     expert_type='linear',  # 'linear' | 'mixffn'
     scale=0.8)
+
+# Merged into mmseg's SegFormer backbone by the model bases:
+# model = dict(backbone={{_base_.moase_backbone}}).
+moase_backbone = dict(
+    type='MixVisionTransformerMoASE',
+    init_cfg=None,  # no ImageNet download: weights come from the source checkpoint
+    moase_cfg=moase_cfg,
+    moase_stages=[0, 1, 2, 3],  # stages (0-based) whose blocks get adapters
+    moase_bottlenecks=None)  # int, or one value per stage; None = default

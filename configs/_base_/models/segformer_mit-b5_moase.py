@@ -5,10 +5,4 @@ _base_ = [
     './moase_adapter.py'
 ]
 
-model = dict(
-    backbone=dict(
-        type='MixVisionTransformerMoASE',
-        init_cfg=None,
-        moase_cfg={{_base_.moase_cfg}},
-        moase_stages=[0, 1, 2, 3],
-        moase_bottlenecks=None))
+model = dict(backbone={{_base_.moase_backbone}})
