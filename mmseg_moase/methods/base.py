@@ -2,6 +2,7 @@
 import copy
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.model import is_model_wrapper
@@ -46,8 +47,11 @@ class BaseCTTAMethod:
 
     Args:
         optim_wrapper (dict, optional): mmengine optimiser-wrapper config.
-        view_index (int): For multi-view (``TestTimeAug``) batches, which view is the
-            plain one (scale 1.0, no flip). Defaults to 4, the CoTTA order.
+        view_index (int, optional): For multi-view (``TestTimeAug``) batches, which
+            view is the plain one (scale 1.0, no flip). None (default) finds the
+            view whose ``scale_factor`` is 1 and that is not flipped; set it when
+            the plain view is itself resized (e.g. 4 for CoTTA's ACDC pipeline,
+            whose ratio-1.0 view is a 0.5x resize of the 1920x1080 file).
     """
 
     #: Whether the method needs ``EMATeacherHook`` in ``custom_hooks``.
@@ -56,7 +60,7 @@ class BaseCTTAMethod:
     multi_view = False
 
     def __init__(self, optim_wrapper: Optional[dict] = None,
-                 view_index: int = 4) -> None:
+                 view_index: Optional[int] = None) -> None:
         self.optim_wrapper_cfg = copy.deepcopy(optim_wrapper)
         self.view_index = view_index
         self.model: Optional[nn.Module] = None
@@ -96,15 +100,25 @@ class BaseCTTAMethod:
         data = unwrap(model).data_preprocessor(batch, training)
         return data['inputs'], data['data_samples']
 
+    def plain_index(self, views: Sequence[dict]) -> int:
+        """Index of the plain view (scale 1.0, unflipped) among ``views``."""
+        if self.view_index is not None:
+            if not 0 <= self.view_index < len(views):
+                raise ValueError(f'view_index={self.view_index} but the pipeline '
+                                 f'gives {len(views)} views')
+            return self.view_index
+        for k, v in enumerate(views):
+            meta = v['data_samples'][0].metainfo
+            scale = np.asarray(meta.get('scale_factor', (1.0, 1.0)), float)
+            if not meta.get('flip', False) and np.allclose(scale, 1.0):
+                return k
+        raise ValueError('no view of the multi-view pipeline has scale_factor 1 '
+                         'without flip; set the method option `view_index`.')
+
     def plain_view(self, data_batch: dict) -> dict:
-        """The single-view batch to score/adapt on (view ``view_index``)."""
+        """The single-view batch to score/adapt on (see :meth:`plain_index`)."""
         views = split_views(data_batch)
-        if len(views) == 1:
-            return views[0]
-        if not 0 <= self.view_index < len(views):
-            raise ValueError(f'view_index={self.view_index} but the pipeline '
-                             f'gives {len(views)} views')
-        return views[self.view_index]
+        return views[0] if len(views) == 1 else views[self.plain_index(views)]
 
     def predict(self, model: nn.Module, batch: dict) -> List[SegDataSample]:
         """``model.predict`` on a single-view batch; logits at original size.

@@ -74,7 +74,8 @@ class CoTTA(BaseCTTAMethod):
             teacher on the plain view only (False, for ablations).
         optim_wrapper (dict, optional): Defaults to Adam lr 7.5e-6, betas
             (0.9, 0.999), all parameters.
-        view_index (int): The plain view in the pipeline's view list. Default 4.
+        view_index (int, optional): The plain view in the pipeline's view list
+            (default: found from the views' scale factor and flip).
     """
 
     needs_teacher = True
@@ -140,10 +141,7 @@ class CoTTA(BaseCTTAMethod):
             views = [self.plain_view(data_batch)]
             plain = 0
         else:
-            plain = self.view_index
-            if not 0 <= plain < len(views):
-                raise ValueError(f'view_index={plain} but the pipeline gives '
-                                 f'{len(views)} views')
+            plain = self.plain_index(views)
         per_view = [self._probs(self.teacher, v) for v in views]  # view x image
         anchor = self._probs(self.anchor, views[plain])
         labels, means = [], []
