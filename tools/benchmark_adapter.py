@@ -2,9 +2,9 @@
 
 For each backbone (MiT-B0, MiT-B5 by default) the stock SegFormer and the same
 model with MoASE adapters in every block run the same input, interleaved over
-several repeats after a warm-up, in one invocation. Peak memory is the peak RSS of
-a fresh child process per variant on CPU (one forward), or CUDA max-allocated on
-GPU. Results are printed as a table and written as JSON.
+several repeats after a warm-up, in one invocation. Peak memory is measured in a
+fresh child process per variant: on CPU the peak RSS during one forward (the peak
+counter is reset after the model is built), on GPU CUDA max-allocated. Results are printed as a table and written as JSON.
 
     python tools/benchmark_adapter.py [--backbones b0 b5] [--size 540 960]
         [--repeats 5] [--device cpu] [--out work_dirs/benchmark_adapter.json]
@@ -46,23 +46,44 @@ def build(backbone: str, adapters: bool, device: str):
     return model.to(device).eval()
 
 
+def _status_kb(field: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def measure_peak(backbone: str, adapters: bool, size, device: str) -> dict:
+    """Peak memory of one forward (run in a fresh child process).
+
+    CPU: the peak RSS (VmHWM) is reset just before the forward (Linux
+    ``/proc/self/clear_refs``), so it is the peak of the forward alone on top of the
+    resident model, not of imports or model building. CUDA: max allocated.
+    """
+    model = build(backbone, adapters, device)
+    x = torch.randn(1, 3, *size, device=device)
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+    base = _status_kb('VmRSS')
+    if device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        model._forward(x)
+    cuda = torch.cuda.max_memory_allocated() if device == 'cuda' else 0
+    return dict(rss_before_kb=base, rss_peak_kb=_status_kb('VmHWM'),
+                cuda_peak_bytes=cuda)
+
+
 def child_peak(backbone: str, adapters: bool, size, device: str) -> dict:
-    """Peak memory of one forward in a fresh process."""
-    code = (
-        'import resource, sys, torch; sys.path.insert(0, %r); '
-        'from tools.benchmark_adapter import build; '
-        'm = build(%r, %r, %r); x = torch.randn(1, 3, %d, %d, device=%r); '
-        'base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; '
-        'torch.cuda.reset_peak_memory_stats() if %r == "cuda" else None; '
-        'torch.no_grad().__enter__(); m._forward(x); '
-        'peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; '
-        'cuda = torch.cuda.max_memory_allocated() if %r == "cuda" else 0; '
-        'print(base, peak, cuda)') % (ROOT, backbone, adapters, device,
-                                      size[0], size[1], device, device, device)
+    """:func:`measure_peak` in a fresh process (no allocator state carried over)."""
+    code = ('import json, sys; sys.path.insert(0, %r); '
+            'from tools.benchmark_adapter import measure_peak; '
+            'print(json.dumps(measure_peak(%r, %r, %r, %r)))') % (
+                ROOT, backbone, adapters, list(size), device)
     out = subprocess.run([sys.executable, '-c', code], check=True,
-                         capture_output=True, text=True).stdout.split()
-    base, peak, cuda = (int(v) for v in out[-3:])
-    return dict(rss_model_kb=base, rss_peak_kb=peak, cuda_peak_bytes=cuda)
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def time_forward(model, x, device) -> float:
@@ -113,6 +134,8 @@ def main(argv=None):
         mem = dict(stock=child_peak(bb, False, args.size, args.device),
                    moase=child_peak(bb, True, args.size, args.device))
         key = 'cuda_peak_bytes' if args.device == 'cuda' else 'rss_peak_kb'
+        for m in mem.values():
+            m['forward_extra_kb'] = m['rss_peak_kb'] - m['rss_before_kb']
         row = dict(
             backbone=f'MiT-{bb.upper()}',
             size=list(args.size),
@@ -124,19 +147,23 @@ def main(argv=None):
             time_ratio=statistics.median(times['moase']) /
             statistics.median(times['stock']),
             memory=mem,
-            memory_ratio=mem['moase'][key] / mem['stock'][key])
+            memory_ratio=mem['moase'][key] / mem['stock'][key],
+            forward_memory_ratio=mem['moase']['forward_extra_kb'] /
+            max(mem['stock']['forward_extra_kb'], 1))
         rows.append(row)
     print(f'\nMachine: {machine}; input {args.size[0]}x{args.size[1]}, '
           f'{args.repeats} interleaved repeats after {args.warmup} warm-up')
     print('| Backbone | adapter params (% of backbone) | forward stock s (min/med/max)'
-          ' | forward MoASE s (min/med/max) | time ratio | peak memory ratio |')
-    print('|---|---|---|---|---|---|')
+          ' | forward MoASE s (min/med/max) | time ratio | peak memory ratio '
+          '(model + forward) | forward-only memory ratio |')
+    print('|---|---|---|---|---|---|---|')
     for r in rows:
         ts, tm = r['time_s']['stock'], r['time_s']['moase']
         print(f"| {r['backbone']} | {r['adapter_params']:,} ({r['adapter_param_pct']:.2f}%)"
               f" | {ts['min']:.3f}/{ts['median']:.3f}/{ts['max']:.3f}"
               f" | {tm['min']:.3f}/{tm['median']:.3f}/{tm['max']:.3f}"
-              f" | {r['time_ratio']:.3f}x | {r['memory_ratio']:.3f}x |")
+              f" | {r['time_ratio']:.3f}x | {r['memory_ratio']:.3f}x"
+              f" | {r['forward_memory_ratio']:.3f}x |")
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(dict(machine=machine, device=args.device, rows=rows), f, indent=2)
