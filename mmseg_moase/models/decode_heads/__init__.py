@@ -1,0 +1,3 @@
+from .segformer_original_head import LinearEmbed, SegformerOriginalHead
+
+__all__ = ['LinearEmbed', 'SegformerOriginalHead']
