@@ -1,0 +1,297 @@
+"""The built-in synthetic city -> weather CTTA benchmark, end to end.
+
+Stages (each reused when its output exists): generate the data, train the SegFormer
+MiT-B0 source model with mmengine's ``Runner.train()``, score it on the clean val
+set, run every method through ``tools/test_ctta.py`` over the stream, and write the
+comparison (Markdown + JSON), a plot of mIoU along the stream and each method's
+seconds per image.
+"""
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG_DIR = osp.join(ROOT, 'configs', 'synthetic')
+SOURCE_CONFIG = osp.join(CONFIG_DIR, 'segformer_mit-b0_synthetic-source_128x256.py')
+METHOD_CONFIGS = {
+    'Source': 'source_mit-b0_3rounds_synthetic-city2weather-128x256.py',
+    'NormStat': 'norm_stat_mit-b0_3rounds_synthetic-city2weather-128x256.py',
+    'TENT': 'tent_mit-b0_3rounds_synthetic-city2weather-128x256.py',
+    'CoTTA': 'cotta_mit-b0_3rounds_synthetic-city2weather-128x256.py',
+    'MoASE': 'moase_mit-b0_3rounds_synthetic-city2weather-128x256.py',
+}
+#: Methods whose result depends on the seed (stochastic restore); the others are
+#: deterministic given the stream order, so one run is their result.
+STOCHASTIC = ('CoTTA', 'MoASE')
+DOMAINS = ('fog', 'night', 'rain', 'snow')
+
+
+def _log(msg: str) -> None:
+    print(f'[benchmark] {msg}', flush=True)
+
+
+def _domain_options(data_root: str, rounds: Optional[int]) -> List[str]:
+    opts = [f'ctta_stream.domains.{i}.dataset.data_root={data_root}'
+            for i in range(len(DOMAINS))]
+    if rounds is not None:
+        opts.append(f'ctta_stream.rounds={rounds}')
+    return opts
+
+
+def class_balance_weights(label_dir: str, num_classes: int = 19,
+                          power: float = 0.5, clip: float = 10.0) -> List[float]:
+    """Cross-entropy class weights ``(median_freq / freq_c) ** power``.
+
+    Median-frequency balancing (Eigen & Fergus 2015) over the training labels,
+    softened by ``power`` and clipped to [1/clip, clip]; classes absent from the
+    training labels get weight 1. Small classes (poles, signs, persons) cover well
+    under 1% of the pixels and are otherwise never predicted after a short
+    from-scratch training.
+    """
+    import glob
+
+    import numpy as np
+    from PIL import Image
+    counts = np.zeros(256, np.float64)
+    files = sorted(glob.glob(osp.join(label_dir, '**', '*_labelTrainIds.png'),
+                             recursive=True))
+    if not files:
+        raise FileNotFoundError(f'no *_labelTrainIds.png under {label_dir}')
+    for f in files:
+        counts += np.bincount(np.asarray(Image.open(f)).ravel(), minlength=256)
+    freq = counts[:num_classes] / counts[:num_classes].sum()
+    present = freq > 0
+    median = np.median(freq[present])
+    weights = np.ones(num_classes)
+    weights[present] = np.clip((median / freq[present])**power, 1 / clip, clip)
+    return [round(float(w), 4) for w in weights]
+
+
+def train_source(data_root: str, work_dir: str, max_iters: Optional[int] = None,
+                 batch_size: Optional[int] = None) -> Dict:
+    """Train (or reuse) the source model; returns checkpoint path and clean mIoU."""
+    summary_path = osp.join(work_dir, 'source_model.json')
+    if osp.isfile(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+        if osp.isfile(summary['checkpoint']):
+            _log(f'source model exists: {summary["checkpoint"]} (clean val mIoU '
+                 f'{summary["clean_val_mIoU"]:.2f}); delete {work_dir} to retrain')
+            return summary
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(SOURCE_CONFIG)
+    cfg.work_dir = work_dir
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].dataset.data_root = data_root
+    if max_iters is not None:
+        cfg.train_cfg.max_iters = max_iters
+        cfg.train_cfg.val_interval = max_iters
+        cfg.default_hooks.checkpoint.interval = max_iters
+        cfg.param_scheduler[-1].end = max_iters
+        cfg.param_scheduler[0].end = min(cfg.param_scheduler[0].end,
+                                         max(1, max_iters // 10))
+        cfg.param_scheduler[-1].begin = cfg.param_scheduler[0].end
+    if batch_size is not None:
+        cfg.train_dataloader.batch_size = batch_size
+    weights = class_balance_weights(
+        osp.join(data_root, cfg.train_dataloader.dataset.data_prefix.seg_map_path))
+    cfg.model.decode_head.loss_decode.class_weight = weights
+    iters = cfg.train_cfg.max_iters
+    _log(f'training the source model: SegFormer MiT-B0 from scratch, {iters} '
+         f'iterations of batch {cfg.train_dataloader.batch_size} -> {work_dir}')
+    t0 = time.perf_counter()
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    train_s = time.perf_counter() - t0
+    metrics = runner.val_loop.run() if runner.val_loop else {}
+    del runner  # ends the persistent training dataloader workers
+    ckpt = osp.join(work_dir, f'iter_{iters}.pth')
+    summary = dict(checkpoint=ckpt, iterations=iters, class_weight=weights,
+                   clean_val_mIoU=float(metrics.get('mIoU', float('nan'))),
+                   train_seconds=round(train_s, 1))
+    with open(summary_path, 'w') as f:
+        json.dump(summary, f, indent=2)
+    _log(f'source model: clean val mIoU {summary["clean_val_mIoU"]:.2f} after '
+         f'{train_s / 60:.1f} min of training')
+    return summary
+
+
+def run_method(method: str, checkpoint: str, work_dir: str, seed: int,
+               data_root: str, rounds: Optional[int] = None,
+               extra_options: Sequence[str] = ()) -> Dict:
+    """One method over the stream through ``tools/test_ctta.py`` (a subprocess)."""
+    results = osp.join(work_dir, 'ctta_results.json')
+    if osp.isfile(results):
+        with open(results) as f:
+            res = json.load(f)
+        if res['summary']['passes_done'] == res['summary']['passes_total']:
+            _log(f'{method} seed {seed}: done before ({results})')
+            return res
+    config = osp.join(CONFIG_DIR, METHOD_CONFIGS[method])
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'test_ctta.py'), config,
+           checkpoint, '--work-dir', work_dir, '--seed', str(seed),
+           '--cfg-options', *_domain_options(data_root, rounds), *extra_options]
+    if osp.exists(osp.join(work_dir, 'ctta_state.pth')):
+        cmd.append('--resume')
+    _log(f'{method} seed {seed}: ' + ' '.join(cmd[1:4]) + ' ...')
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    _log(f'{method} seed {seed}: {time.perf_counter() - t0:.0f}s')
+    with open(results) as f:
+        return json.load(f)
+
+
+def aggregate(runs: Dict[str, List[Dict]], out_dir: str,
+              source_summary: Dict) -> Dict:
+    """Comparison table (Markdown + JSON) and the plot; returns the JSON dict."""
+    methods = list(runs)
+    first = runs[methods[0]][0]
+    domains = first['summary']['domains']
+    n_rounds = first['summary']['rounds']
+    table = {}
+    for m, seed_runs in runs.items():
+        per_pass = {}
+        for res in seed_runs:
+            for p in res['passes']:
+                per_pass.setdefault((p['round'], p['domain']), []).append(p['mIoU'])
+        means = [r['summary']['mean_mIoU'] for r in seed_runs]
+        secs = sum(r['summary']['seconds'] for r in seed_runs)
+        imgs = sum(r['summary']['images'] for r in seed_runs)
+        table[m] = dict(
+            seeds=len(seed_runs),
+            passes={f'{r + 1}/{d}': dict(mean=statistics.mean(v),
+                                         std=statistics.pstdev(v), runs=v)
+                    for (r, d), v in sorted(per_pass.items())},
+            mean_mIoU=statistics.mean(means),
+            mean_mIoU_std=statistics.pstdev(means),
+            mean_mIoU_runs=means,
+            seconds_per_image=secs / max(imgs, 1),
+            skipped_updates=sum(r['summary']['skipped_updates']
+                                for r in seed_runs))
+    src_time = table.get('Source', {}).get('seconds_per_image')
+    lines = ['| Method | Seeds | Round | ' + ' | '.join(domains) +
+             ' | Round mean |', '|' + '---|' * (len(domains) + 4)]
+    for m in methods:
+        t = table[m]
+        for r in range(n_rounds):
+            cells = []
+            vals = []
+            for d in domains:
+                e = t['passes'].get(f'{r + 1}/{d}')
+                vals.append(e['mean'])
+                cells.append(f"{e['mean']:.2f}" + (f" ± {e['std']:.2f}"
+                                                   if t['seeds'] > 1 else ''))
+            lines.append(f"| {m} | {t['seeds']} | {r + 1} | " + ' | '.join(cells) +
+                         f' | {statistics.mean(vals):.2f} |')
+    lines.append('')
+    lines.append('| Method | Mean mIoU (all passes) | s / image | x Source time |')
+    lines.append('|---|---|---|---|')
+    for m in methods:
+        t = table[m]
+        spread = f" ± {t['mean_mIoU_std']:.2f}" if t['seeds'] > 1 else ''
+        ratio = f"{t['seconds_per_image'] / src_time:.1f}x" if src_time else '-'
+        lines.append(f"| {m} | {t['mean_mIoU']:.2f}{spread} | "
+                     f"{t['seconds_per_image']:.3f} | {ratio} |")
+    lines.append('')
+    lines.append(f"Source model: clean val mIoU {source_summary['clean_val_mIoU']:.2f}"
+                 '; ± is the population std over seeds.')
+    md = '\n'.join(lines) + '\n'
+    payload = dict(domains=domains, rounds=n_rounds, methods=table,
+                   source_model=source_summary)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(osp.join(out_dir, 'comparison.md'), 'w') as f:
+        f.write(md)
+    with open(osp.join(out_dir, 'comparison.json'), 'w') as f:
+        json.dump(payload, f, indent=2)
+    plot_stream(table, domains, n_rounds, osp.join(out_dir, 'miou_stream.png'),
+                source_summary.get('clean_val_mIoU'))
+    return payload
+
+
+def plot_stream(table: Dict, domains: Sequence[str], n_rounds: int, path: str,
+                clean: Optional[float] = None) -> None:
+    """mIoU of every pass along the stream, one line per method."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    keys = [f'{r + 1}/{d}' for r in range(n_rounds) for d in domains]
+    x = list(range(len(keys)))
+    fig, ax = plt.subplots(figsize=(max(6, len(keys) * 0.7), 4))
+    for m, t in table.items():
+        ys = [t['passes'][k]['mean'] for k in keys]
+        ax.plot(x, ys, marker='o', label=f"{m} ({t['mean_mIoU']:.1f})")
+        if t['seeds'] > 1:
+            lo = [min(t['passes'][k]['runs']) for k in keys]
+            hi = [max(t['passes'][k]['runs']) for k in keys]
+            ax.fill_between(x, lo, hi, alpha=0.2)
+    if clean is not None:
+        ax.axhline(clean, color='grey', ls='--', lw=1,
+                   label=f'source on clean val ({clean:.1f})')
+    for r in range(1, n_rounds):
+        ax.axvline(r * len(domains) - 0.5, color='k', lw=0.5, alpha=0.3)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f'R{k.split("/")[0]} {k.split("/")[1]}' for k in keys],
+                       rotation=45, ha='right')
+    ax.set_ylabel('mIoU (%)')
+    ax.set_title('Synthetic city -> weather: mIoU along the continual stream')
+    ax.legend(fontsize=8, loc='best')
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
+                            data_root: str = 'data/synthetic_city',
+                            methods: Sequence[str] = tuple(METHOD_CONFIGS),
+                            seeds: Sequence[int] = (0, ),
+                            generator: Optional[Dict] = None,
+                            train_iters: Optional[int] = None,
+                            train_batch_size: Optional[int] = None,
+                            rounds: Optional[int] = None,
+                            extra_options: Sequence[str] = ()) -> Dict:
+    """Run every stage; returns the comparison JSON (also written to disk)."""
+    from ..datasets.synthetic_city import generate_synthetic_city
+    unknown = set(methods) - set(METHOD_CONFIGS)
+    if unknown:
+        raise ValueError(f'unknown methods {sorted(unknown)}; choose from '
+                         f'{list(METHOD_CONFIGS)}')
+    timings = {}
+    t0 = time.perf_counter()
+    gen = dict(num_target=20)
+    gen.update(generator or {})
+    _log(f'data: {data_root} ({gen})')
+    generate_synthetic_city(data_root, **gen)
+    timings['data_s'] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    source = train_source(data_root, osp.join(work_root, 'source_model'),
+                          train_iters, train_batch_size)
+    timings['source_model_s'] = time.perf_counter() - t0
+
+    runs: Dict[str, List[Dict]] = {}
+    for m in methods:
+        t0 = time.perf_counter()
+        method_seeds = seeds if m in STOCHASTIC else seeds[:1]
+        runs[m] = [run_method(m, source['checkpoint'],
+                              osp.join(work_root, m.lower(), f'seed{s}'), s,
+                              data_root, rounds, extra_options)
+                   for s in method_seeds]
+        timings[f'{m}_s'] = time.perf_counter() - t0
+    payload = aggregate(runs, work_root, source)
+    payload['stage_seconds'] = {k: round(v, 1) for k, v in timings.items()}
+    with open(osp.join(work_root, 'comparison.json'), 'w') as f:
+        json.dump(payload, f, indent=2)
+    with open(osp.join(work_root, 'comparison.md')) as f:
+        print(f.read())
+    _log('stage times: ' + ', '.join(f'{k[:-2]} {v / 60:.1f} min'
+                                     for k, v in timings.items()))
+    for name in ('comparison.md', 'comparison.json', 'miou_stream.png'):
+        _log(f'results: {osp.abspath(osp.join(work_root, name))}')
+    return payload
