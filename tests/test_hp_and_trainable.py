@@ -123,3 +123,23 @@ def test_custom_keys_still_apply():
                                 custom_keys={'decode_head': dict(lr_mult=10.)})))
     lrs = {g['lr'] for g in wrapper.optimizer.param_groups}
     assert lrs == {1e-4, 1e-3}
+
+
+def test_weighted_cross_entropy_matches_torch_and_ignores_255():
+    from mmseg.registry import MODELS as M
+    w = torch.rand(19) + 0.5
+    loss = M.build(dict(type='WeightedCrossEntropyLoss', class_weight=w.tolist()))
+    logits = torch.randn(2, 19, 4, 5)
+    label = torch.randint(0, 19, (2, 4, 5))
+    label[0, 0, :3] = 255
+    expect = torch.nn.functional.cross_entropy(logits, label, weight=w,
+                                               ignore_index=255)
+    torch.testing.assert_close(loss(logits, label, ignore_index=255), expect)
+    # By hand: sum of w[y] * nll over valid pixels / sum of w[y].
+    valid = label != 255
+    logp = logits.log_softmax(1)
+    y = label.clamp(max=18)
+    nll = -logp.gather(1, y[:, None])[:, 0]
+    hand = (w[y] * nll)[valid].sum() / w[y][valid].sum()
+    torch.testing.assert_close(loss(logits, label), hand)
+    assert loss.loss_name == 'loss_ce'

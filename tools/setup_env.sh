@@ -36,11 +36,20 @@ PIP=("$VPY" -m pip --disable-pip-version-check -q)
 # unchanged and the packages still import.
 stamp() { sha1sum "$@" | sha1sum | cut -c1-16; }
 
-if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
+NUMPY_PIN="$(grep -E '^numpy==' "$ROOT/requirements/runtime.txt")"
+if ! "$VPY" -c "import torch, numpy" >/dev/null 2>&1; then
   log "installing $TORCH_SPEC"
-  "${PIP[@]}" install "$TORCH_SPEC"
+  "${PIP[@]}" install "$TORCH_SPEC" "$NUMPY_PIN"
 fi
-"${PIP[@]}" install -r "$ROOT/requirements/build.txt"
+
+REQ_STAMP="$(stamp "$ROOT"/requirements/*.txt "$ROOT/setup.cfg")"
+if [ "$(cat "$VENV/.moase-req-stamp" 2>/dev/null)" != "$REQ_STAMP" ]; then
+  log "installing pinned runtime and test requirements"
+  "${PIP[@]}" install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+  "${PIP[@]}" install --no-deps -r "$ROOT/requirements/nodeps.txt"
+  "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
+  echo "$REQ_STAMP" > "$VENV/.moase-req-stamp"
+fi
 
 TORCH_VER="$("$VPY" -c 'import torch; print(torch.__version__.replace("+", "_"))')"
 PY_TAG="$("$VPY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
@@ -59,26 +68,23 @@ if ! have_mmcv_ops; then
   if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
     log "building mmcv $MMCV_VERSION with compiled ops against torch $TORCH_VER"
     log "(one-off, about 20-30 minutes on 2 cores; cached in $WHEEL_DIR)"
+    # mmcv 2.1.0's setup.py needs pkg_resources (setuptools<70); put back the
+    # setuptools torch declares once the wheel is built.
+    "${PIP[@]}" install -r "$ROOT/requirements/build.txt"
     mkdir -p "$WHEEL_DIR.partial"
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" FORCE_CUDA="${FORCE_CUDA:-0}" \
       "${PIP[@]}" wheel --no-build-isolation --no-deps --no-binary mmcv \
       -w "$WHEEL_DIR.partial" "mmcv==$MMCV_VERSION"
     rm -rf "$WHEEL_DIR" && mv "$WHEEL_DIR.partial" "$WHEEL_DIR"
+    "${PIP[@]}" install "setuptools>=77.0.3"
   else
     log "using cached mmcv wheel from $WHEEL_DIR"
   fi
-  # Without its declared dependencies (they include the GUI opencv-python); the
-  # real ones are pinned in requirements/runtime.txt.
-  "${PIP[@]}" install --no-deps --force-reinstall "$WHEEL_DIR"/mmcv-*.whl
-fi
-
-REQ_STAMP="$(stamp "$ROOT"/requirements/*.txt "$ROOT/setup.cfg")"
-if [ "$(cat "$VENV/.moase-req-stamp" 2>/dev/null)" != "$REQ_STAMP" ]; then
-  log "installing pinned runtime and test requirements"
-  "${PIP[@]}" install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
-  "${PIP[@]}" install --no-deps -r "$ROOT/requirements/nodeps.txt"
-  "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
-  echo "$REQ_STAMP" > "$VENV/.moase-req-stamp"
+  # Without its declared dependencies (they include the GUI opencv-python; the
+  # headless build and the rest are pinned in requirements/runtime.txt), so pip's
+  # note that "mmcv requires opencv-python" is expected.
+  "${PIP[@]}" install --no-deps --force-reinstall "$WHEEL_DIR"/mmcv-*.whl 2>&1 \
+    | grep -v -e "dependency resolver" -e "requires opencv-python" >&2 || true
 fi
 
 have_mmcv_ops || { log "error: mmcv ops do not import after set-up"; exit 1; }
