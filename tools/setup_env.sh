@@ -68,15 +68,15 @@ if ! have_mmcv_ops; then
   if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
     log "building mmcv $MMCV_VERSION with compiled ops against torch $TORCH_VER"
     log "(one-off, about 20-30 minutes on 2 cores; cached in $WHEEL_DIR)"
-    # mmcv 2.1.0's setup.py needs pkg_resources (setuptools<70); put back the
-    # setuptools torch declares once the wheel is built.
+    # mmcv 2.1.0's setup.py needs setuptools<70; put back the pinned runtime
+    # setuptools once the wheel is built.
     "${PIP[@]}" install -r "$ROOT/requirements/build.txt"
     mkdir -p "$WHEEL_DIR.partial"
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" FORCE_CUDA="${FORCE_CUDA:-0}" \
       "${PIP[@]}" wheel --no-build-isolation --no-deps --no-binary mmcv \
       -w "$WHEEL_DIR.partial" "mmcv==$MMCV_VERSION"
     rm -rf "$WHEEL_DIR" && mv "$WHEEL_DIR.partial" "$WHEEL_DIR"
-    "${PIP[@]}" install "setuptools>=77.0.3"
+    "${PIP[@]}" install "$(grep -E '^setuptools==' "$ROOT/requirements/runtime.txt")"
   else
     log "using cached mmcv wheel from $WHEEL_DIR"
   fi
