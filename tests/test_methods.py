@@ -238,3 +238,16 @@ def test_nonfinite_loss_skips_update_and_keeps_student(tmp_path):
     assert cotta.skipped_updates == 1
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_nonfinite_gradient_with_finite_loss_is_skipped(tmp_path):
+    model, batches = _model_and_batches(tmp_path, 'CoTTA', tta=True)
+    cotta = CoTTA(restore_prob=0.0)
+    cotta.setup(model)
+    before = copy.deepcopy(model.state_dict())
+    w = model.decode_head.conv_seg.bias
+    # sqrt(w - w) is 0 (a finite loss) but its gradient is infinite.
+    cotta.student_loss = lambda *a: dict(loss_ce=torch.sqrt(w - w.detach()).sum())
+    cotta.step(batches[0])
+    assert cotta.skipped_updates == 1
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -145,7 +145,8 @@ class BaseCTTAMethod:
         wrapper.backward(loss)
         grads = [p.grad for g in wrapper.optimizer.param_groups
                  for p in g['params'] if p.grad is not None]
-        if grads and not all(torch.isfinite(g).all() for g in grads):
+        # One host sync for all tensors, not one per tensor.
+        if grads and not torch.stack([g.isfinite().all() for g in grads]).all():
             wrapper.zero_grad()
             self.skipped_updates += 1
             return False
