@@ -9,6 +9,7 @@ from ..engine.optimizers.trainable import TRAINABLE_MODES
 from ..models.adapters.moase import MoASEAdapter
 from ..models.losses.hp_loss import HP_NORMS, hp_loss
 from ..registry import METHODS
+from ..utils.options import check_choice
 from .cotta import CoTTA
 
 TEACHERS = ('cotta', 'single')
@@ -54,9 +55,7 @@ class MoASE(CoTTA):
                                      ('hp_norm', hp_norm, HP_NORMS),
                                      ('trainable', trainable,
                                       TRAINABLE_MODES[:3])):
-            if value not in allowed:
-                raise ValueError(f'MoASE option `{name}` must be one of '
-                                 f'{list(allowed)}, got {value!r}')
+            check_choice('MoASE', name, value, allowed)
         if optim_wrapper is None:
             optim_wrapper = dict(
                 constructor='TrainableGroupsOptimWrapperConstructor',

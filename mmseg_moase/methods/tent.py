@@ -8,6 +8,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.structures import SegDataSample
 from ..registry import METHODS
+from ..utils.options import check_choice
 from .base import BaseCTTAMethod
 
 TENT_LOSSES = ('entropy', 'self_ce')
@@ -33,9 +34,7 @@ class TENT(BaseCTTAMethod):
 
     def __init__(self, loss: str = 'entropy',
                  optim_wrapper: Optional[dict] = None, **kwargs) -> None:
-        if loss not in TENT_LOSSES:
-            raise ValueError(f'TENT option `loss` must be one of '
-                             f'{list(TENT_LOSSES)}, got {loss!r}')
+        check_choice('TENT', 'loss', loss, TENT_LOSSES)
         if optim_wrapper is None:
             optim_wrapper = dict(
                 constructor='TrainableGroupsOptimWrapperConstructor',

@@ -14,6 +14,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmseg.registry import MODELS
+from ...utils.options import check_choice
 from .sdd import (SDD_DIRECTIONS, SDD_SCOPES, sdd, sdd_mask, sdd_num_kept,
                   soft_threshold_mask)
 
@@ -43,9 +44,7 @@ def default_sdd_experts(num_experts: int) -> Tuple[List[str], List[float]]:
 
 
 def _check_choice(name: str, value, allowed: Sequence) -> None:
-    if value not in allowed:
-        raise ValueError(f'MoASE option `{name}` must be one of {list(allowed)}, '
-                         f'got {value!r}')
+    check_choice('MoASE', name, value, allowed)
 
 
 class ExpertBank(nn.Module):
