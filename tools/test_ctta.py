@@ -3,7 +3,12 @@
     python tools/test_ctta.py CONFIG CHECKPOINT [--work-dir DIR] [--resume]
         [--out-preds DIR] [--seed N] [--cfg-options k=v ...] [--launcher ...]
 
-Writes ``ctta_results.{json,csv,md}`` to the work dir after every pass.
+CHECKPOINT is an mmseg 1.x checkpoint or an original NVlabs SegFormer release file
+(e.g. ``segformer.b5.1024x1024.city.160k.pth``): the loader recognises the NVlabs
+key layout, converts it in memory (as ``tools/convert_segformer_checkpoint.py``,
+with the same checks: MiT variant, head, class count) and logs that it did; NVlabs
+weights also get the original MiT LayerNorm epsilons. Writes
+``ctta_results.{json,csv,md}`` to the work dir after every pass.
 """
 import argparse
 import os
@@ -22,7 +27,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='MMSeg continual test-time adaptation (CTTA)')
     parser.add_argument('config', help='CTTA config file path')
-    parser.add_argument('checkpoint', help='source checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='source checkpoint: mmseg 1.x, or the original NVlabs SegFormer '
+        'file (converted in memory)')
     parser.add_argument('--work-dir',
                         help='where results, logs and the resume state go '
                         '(default: ./work_dirs/<config name>)')

@@ -30,7 +30,11 @@ them. Weights convert one to one, but the stock mmseg MiT then differs from the
 original by that epsilon alone (a relative logit gap of about 1e-5 on the random
 tiny models of ``tests/test_checkpoint_convert.py``; not measured on the released
 weights). :func:`apply_nvlabs_layernorm_eps` sets those norms
-back to 1e-5 for an exact port.
+back to 1e-5 for an exact port. No ``norm_cfg`` can express this (mmseg's MiT
+builds all its LayerNorms from the one ``norm_cfg``), so the CTTA loader
+(:func:`mmseg_moase.utils.checkpoint.load_source_checkpoint`) applies it whenever
+the weights come from NVlabs: an original file (converted in memory) or a file
+written by this converter (``meta['converted_from']``).
 
 All functions here are pure except :func:`apply_nvlabs_layernorm_eps`, which edits
 the module it is given; none reads or writes files.
@@ -49,8 +53,8 @@ from torch import Tensor
 __all__ = [
     'MIT_VARIANTS', 'MiTArch', 'NVLABS_LN_EPS', 'apply_nvlabs_layernorm_eps',
     'check_converted_fits_model', 'convert_nvlabs_segformer',
-    'detect_nvlabs_layout', 'mit_arch', 'mit_variant', 'split_checkpoint',
-    'strip_module_prefix'
+    'detect_nvlabs_layout', 'layout_problem', 'mit_arch', 'mit_variant',
+    'split_checkpoint', 'strip_module_prefix'
 ]
 
 #: The released MiT variants: (stage widths, depths).
@@ -273,23 +277,35 @@ def mit_variant(state_dict: Mapping[str, Any]) -> str:
     return mit_arch(state_dict).variant
 
 
-def _refuse_layout(state: Mapping[str, Any]) -> None:
-    """Raise a ValueError saying what the file looks like and what was expected."""
+def layout_problem(state_dict: Mapping[str, Any]) -> str:
+    """Why a state dict is not an NVlabs SegFormer segmentor, in words.
+
+    Args:
+        state_dict (Mapping[str, Any]): A state dict or a whole checkpoint.
+
+    Returns:
+        str: What the file looks like (already mmseg 1.x, an ImageNet MiT
+        backbone, or unrecognised) and the NVlabs keys that were expected.
+    """
+    state = _as_state_dict(state_dict)
     keys = list(state)
     expected = ('expected NVlabs SegFormer keys such as ' +
                 ', '.join(f"'{k}'" for k in NVLABS_EXAMPLE_KEYS))
     if MMSEG_MARKER in state:
-        raise ValueError(
-            f'the checkpoint is already in the mmseg 1.x layout (it has '
-            f"'{MMSEG_MARKER}'); it needs no conversion ({expected})")
+        return (f'the checkpoint is already in the mmseg 1.x layout (it has '
+                f"'{MMSEG_MARKER}'); it needs no conversion ({expected})")
     if 'patch_embed1.proj.weight' in state:
-        raise ValueError(
-            'the checkpoint looks like an ImageNet-pretrained MiT backbone (keys '
-            "without 'backbone.' and no decode head, e.g. "
-            "'patch_embed1.proj.weight'); this converter needs a whole NVlabs "
-            f'SegFormer segmentor ({expected})')
-    raise ValueError(f'unrecognised checkpoint layout: {expected}; the file has '
-                     f'{len(keys)} keys, the first are {keys[:6]}')
+        return ('the checkpoint looks like an ImageNet-pretrained MiT backbone '
+                "(keys without 'backbone.' and no decode head, e.g. "
+                "'patch_embed1.proj.weight'); this converter needs a whole NVlabs "
+                f'SegFormer segmentor ({expected})')
+    return (f'unrecognised checkpoint layout: {expected}; the file has '
+            f'{len(keys)} keys, the first are {keys[:6]}')
+
+
+def _refuse_layout(state: Mapping[str, Any]) -> None:
+    """Raise a ValueError saying what the file looks like and what was expected."""
+    raise ValueError(layout_problem(state))
 
 
 def _convert_block(stage: int, idx: int, params: Dict[str, Tensor],

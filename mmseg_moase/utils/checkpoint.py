@@ -1,38 +1,127 @@
-"""Load a source checkpoint into a CTTA model, refusing one that does not fit."""
-from typing import Dict
+"""Load a source checkpoint into a CTTA model, refusing one that does not fit.
+
+The loader takes mmseg 1.x checkpoints and the original NVlabs SegFormer release
+files (``segformer.b{0-5}.*.pth``, mmseg 0.x key layout) alike: an NVlabs file is
+recognised by its keys and converted in memory with
+:func:`~mmseg_moase.models.checkpoint_convert.convert_nvlabs_segformer`, with the
+converter's checks and refusals (MiT variant, head type and width, class count).
+"""
+import os.path as osp
+from typing import Dict, Mapping
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from ..models.checkpoint_convert import (MMSEG_MARKER, NVLABS_MARKER,
+                                         apply_nvlabs_layernorm_eps,
+                                         convert_nvlabs_segformer,
+                                         detect_nvlabs_layout,
+                                         layout_problem, mit_arch,
+                                         split_checkpoint)
 
-def _strip(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    return {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+#: ``meta['converted_from']`` of files written by the NVlabs converter.
+NVLABS_PROVENANCE = 'NVlabs SegFormer'
+#: Values of ``load_source_checkpoint(layernorm_eps=...)``.
+LAYERNORM_EPS_MODES = ('auto', 'nvlabs', 'model')
 
 
-def load_source_checkpoint(model: nn.Module, path: str) -> Dict:
+def is_nvlabs_derived(meta: Mapping) -> bool:
+    """Whether a checkpoint's ``meta`` says it was converted from an NVlabs file."""
+    return str(meta.get('converted_from', '')).startswith(NVLABS_PROVENANCE)
+
+
+def _check_mit_arch(path: str, state: Mapping[str, torch.Tensor],
+                    own: Mapping[str, torch.Tensor]) -> None:
+    """Refuse a MiT file of another depth/width than the model, by name.
+
+    Only for complete files (as many stages as the model); an incomplete one
+    gets the list of missing keys instead.
+    """
+    try:
+        file_arch, model_arch = mit_arch(state), mit_arch(own)
+    except ValueError:
+        return
+    if len(file_arch.widths) == len(model_arch.widths) and \
+            file_arch != model_arch:
+        raise ValueError(
+            f'{path}: backbone mismatch: the checkpoint looks like '
+            f'{file_arch.describe()}, the model is {model_arch.describe()}. Use '
+            'the config of the checkpoint\'s variant (e.g. *_mit-b0_* for B0).')
+
+
+def load_source_checkpoint(model: nn.Module, path: str,
+                           layernorm_eps: str = 'auto') -> Dict:
     """Load ``path`` into ``model``; only adapter keys may be missing.
+
+    ``path`` is an mmseg 1.x checkpoint (weights under ``state_dict``, or a bare
+    state dict, optional ``meta``) or an original NVlabs SegFormer file, which is
+    recognised by its keys (``backbone.patch_embed1.proj.weight``,
+    ``backbone.block1.0.attn.q.weight``) and converted in memory, exactly as
+    ``tools/convert_segformer_checkpoint.py`` would (a log line says so).
+
+    LayerNorm epsilon: the original MiT uses 1e-5 in its patch embeddings and
+    spatial-reduction norms and 1e-6 elsewhere, while mmseg's MiT takes one
+    ``norm_cfg`` (eps 1e-6) for all of them, so no config value reproduces it.
+    The epsilon belongs to the weights' training architecture: with
+    ``layernorm_eps='auto'`` those norms are set to 1e-5
+    (:func:`~mmseg_moase.models.checkpoint_convert.apply_nvlabs_layernorm_eps`)
+    when the weights come from NVlabs (an NVlabs file, or a converted one whose
+    ``meta['converted_from']`` says so) and left as built otherwise (e.g. for
+    models trained with mmseg).
 
     Args:
         model (nn.Module): The segmentor (unwrapped).
-        path (str): An mmseg checkpoint (``state_dict`` and optional ``meta``).
+        path (str): The checkpoint file.
+        layernorm_eps (str): ``'auto'`` (see above), ``'nvlabs'`` (always set
+            the original epsilons) or ``'model'`` (never change the model).
+            Defaults to ``'auto'``.
 
     Returns:
-        dict: The checkpoint's ``meta`` (empty if none).
+        dict: The checkpoint's ``meta`` (empty if none); for an NVlabs file the
+        converted meta (``dataset_meta``, ``converted_from``, ``mit_variant``).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: keys or shapes do not fit the model (the message lists the
-            first few and the class counts when the classifier is the culprit).
+        ValueError: an unrecognised key layout (the message names the expected
+            keys), a MiT of another depth/width (the message says which variant
+            the file looks like, e.g. "looks like MiT-B0"), a class-count
+            mismatch (both numbers), or any other key or shape that does not fit.
     """
-    import os.path as osp
+    if layernorm_eps not in LAYERNORM_EPS_MODES:
+        raise ValueError(f'layernorm_eps must be one of {LAYERNORM_EPS_MODES}, '
+                         f'got {layernorm_eps!r}')
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     ckpt = _load_checkpoint(path, map_location='cpu')
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{path}: not a checkpoint dict')
-    state = _strip(ckpt.get('state_dict', ckpt))
+    try:
+        state, meta = split_checkpoint(ckpt)
+    except ValueError as e:
+        raise ValueError(f'{path}: {e}') from None
     own = model.state_dict()
+
+    nvlabs = detect_nvlabs_layout(state)
+    if nvlabs:
+        try:
+            converted = convert_nvlabs_segformer(
+                dict(state_dict=state, meta=meta), target=model)
+        except ValueError as e:
+            raise ValueError(f'{path} (NVlabs SegFormer layout): {e}') from None
+        state, meta = converted['state_dict'], converted['meta']
+        arch = mit_arch(state)
+        print_log(
+            f'{path}: original NVlabs SegFormer checkpoint ({arch.describe()}, '
+            f'{state["decode_head.conv_seg.weight"].shape[0]} classes), '
+            'converted to mmseg 1.x names in memory (as '
+            'tools/convert_segformer_checkpoint.py does)', logger='current')
+    elif MMSEG_MARKER in own and MMSEG_MARKER not in state:
+        # A MiT model and a file in neither layout: say what was expected.
+        raise ValueError(
+            f'{path}: {layout_problem(state)}; the CTTA loader takes an NVlabs '
+            f"SegFormer file (keys such as '{NVLABS_MARKER}') or an mmseg 1.x "
+            f"checkpoint (keys such as '{MMSEG_MARKER}')")
+
     missing = [k for k in own if k not in state and '.adapter.' not in k]
     unexpected = [k for k in state if k not in own]
     shape_bad = [k for k in state
@@ -45,6 +134,7 @@ def load_source_checkpoint(model: nn.Module, path: str) -> Dict:
             f'{state[k].shape[0]} classes, the model {own[k].shape[0]} '
             '(model.decode_head.num_classes must equal the dataset classes).')
     if missing or unexpected or shape_bad:
+        _check_mit_arch(path, state, own)
         parts = []
         if missing:
             parts.append(f'{len(missing)} model keys missing from the file, e.g. '
@@ -60,4 +150,12 @@ def load_source_checkpoint(model: nn.Module, path: str) -> Dict:
                          '. Check that the config matches the checkpoint '
                          '(backbone variant, head type, number of classes).')
     model.load_state_dict(state, strict=False)
-    return ckpt.get('meta', {}) or {}
+
+    from_nvlabs = nvlabs or is_nvlabs_derived(meta)
+    if layernorm_eps == 'nvlabs' or (layernorm_eps == 'auto' and from_nvlabs):
+        n = apply_nvlabs_layernorm_eps(model)
+        print_log(
+            f'{path}: NVlabs weights: {n} MiT LayerNorms (patch embeddings, '
+            'spatial-reduction norms) set to the original eps 1e-5',
+            logger='current')
+    return meta
