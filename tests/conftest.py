@@ -1,5 +1,6 @@
 import os
 import sys
+from typing import Dict
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import mmseg_moase  # noqa: E402,F401  (registers the plugin)
+from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 # Registry look-ups outside a Runner (datasets, transforms) resolve in mmseg.
@@ -29,6 +31,29 @@ TINY_MIT = dict(
     drop_rate=0.0,
     attn_drop_rate=0.0,
     drop_path_rate=0.0)
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _fast_runs():
+    """Test speed only: one intra-op thread (the tiny model gains nothing from
+    more, and on a busy 2-core machine a second spinning thread slows it down
+    ~100-fold) and each config's ``pretty_text`` formatted once (mmengine's
+    Runner asks for it four times; yapf takes seconds each time)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    fmt = Config.pretty_text.fget
+    cache: Dict[str, str] = {}
+
+    def pretty_text(cfg: Config) -> str:
+        key = repr(cfg.to_dict())
+        if key not in cache:
+            cache[key] = fmt(cfg)
+        return cache[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Config, 'pretty_text', property(pretty_text))
+        yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ from mmengine.logging import print_log
 from mmengine.runner import BaseLoop
 
 from mmseg.registry import DATASETS, LOOPS
+from ...datasets.cityscapes_prep import missing_labels_error
 from ...evaluation.ctta_iou_metric import CTTAIoUMetric
 from ...evaluation.results import CTTAResults
 from ...methods.base import BaseCTTAMethod, unwrap
@@ -175,10 +176,8 @@ class CTTALoop(BaseLoop):
                 f"'*{getattr(dataset, 'img_suffix', '')}' under {img_dir}.")
         missing = [d['seg_map_path'] for d in data_list
                    if d.get('seg_map_path') and not osp.isfile(d['seg_map_path'])]
-        if missing:
-            raise FileNotFoundError(
-                f"domain '{name}': {len(missing)} image(s) have no label file, "
-                f'e.g. {missing[:3]}. Every image needs its label to be scored.')
+        if missing:  # names the first file and, for Cityscapes, the fix
+            raise missing_labels_error(name, missing, root)
         dataset.full_init()
         return dataset
 
