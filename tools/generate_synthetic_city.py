@@ -36,6 +36,10 @@ def parse_args(argv=None):
                         help='images per adverse condition')
     parser.add_argument('--severity', type=float, default=0.7,
                         help='strength of the adverse conditions in [0, 1]')
+    parser.add_argument('--class-set', choices=('benchmark', 'full'),
+                        default='benchmark',
+                        help="'benchmark': 14 classes (default); 'full': also "
+                        'traffic lights, riders, bicycles and motorcycles')
     parser.add_argument('--force', action='store_true',
                         help='replace an existing, different data set in OUT_DIR')
     parser.add_argument('--preview', metavar='PNG',
@@ -52,7 +56,7 @@ def main(argv=None) -> None:
             args.out_dir, seed=args.seed, size=tuple(args.size),
             num_source_train=args.num_train, num_source_val=args.num_val,
             num_target=args.num_target, severity=args.severity,
-            force=args.force, progress=not args.quiet)
+            class_set=args.class_set, force=args.force, progress=not args.quiet)
     except (FileExistsError, ValueError) as e:
         sys.exit(f'error: {e}')
     if args.preview:
@@ -60,7 +64,7 @@ def main(argv=None) -> None:
         from mmseg.datasets import CityscapesDataset
         grid = render_preview(CityscapesDataset.METAINFO['palette'],
                               seed=args.seed, size=tuple(args.size),
-                              severity=args.severity)
+                              severity=args.severity, class_set=args.class_set)
         Image.fromarray(grid).save(args.preview)
     if not args.quiet:
         what = (f'wrote {info["written"]} images' if info['written'] else

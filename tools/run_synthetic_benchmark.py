@@ -25,7 +25,7 @@ def main(argv=None):
     p.add_argument('--methods', nargs='+', default=list(METHOD_CONFIGS),
                    choices=list(METHOD_CONFIGS))
     p.add_argument('--seeds', nargs='+', type=int, default=[0],
-                   help='seeds for the stochastic methods (CoTTA, MoASE)')
+                   help='seeds for the adapting methods (all but Source)')
     p.add_argument('--train-iters', type=int, help='override source training')
     p.add_argument('--rounds', type=int, help='override the number of rounds')
     p.add_argument('--size', nargs=2, type=int, metavar=('H', 'W'),

@@ -1,14 +1,24 @@
 # Source model of the synthetic benchmark: SegFormer MiT-B0 trained from scratch on
-# the clean synthetic city (Cityscapes layout, 128x256) with mmseg's ordinary
+# the clean synthetic city (Cityscapes layout, 128x256 images) with mmseg's ordinary
 # training machinery. Inherits mmseg's SegFormer-B0 Cityscapes config (through the
 # CPU model base).
+#
+# Recipe, chosen by measurement on 2 cores (clean val mIoU, 14 classes):
+#   128x256 crops, batch 8, 650 it, lr 1e-3, PhotoMetricDistortion   49.7
+#   128x128 crops, batch 8, 1000 it, lr 1e-3, PhotoMetricDistortion  48.5
+#   128x128 crops, batch 8, 900 it, lr 3e-3, no photometric jitter   50.6
+#   128x128 crops, batch 4, 1800 it, lr 3e-3, no photometric jitter  51.6 (~10 min)
+# Half-width crops halve the cost of an iteration at no loss; the from-scratch
+# model underfits (the loss still falls at the end), so a higher learning rate and
+# no colour jitter (colours are already random per object) help a little. The
+# training length is what the 20-minute budget of the whole benchmark leaves.
 _base_ = '../_base_/models/segformer_mit-b0_cpu.py'
 
 custom_imports = dict(imports=['mmseg_moase'], allow_failed_imports=False)
 
 data_root = 'data/synthetic_city'
-crop_size = (128, 256)
-max_iters = 650  # ~9 min on 2 cores (0.85 s per batch of 8)
+crop_size = (128, 128)
+max_iters = 800  # ~8 min on 2 cores (0.56 s per batch of 8 crops)
 
 model = dict(data_preprocessor=dict(size=crop_size))  # pad training crops
 
@@ -22,7 +32,6 @@ train_pipeline = [
         keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs')
 ]
 test_pipeline = [
@@ -56,7 +65,7 @@ test_dataloader = val_dataloader
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01),
+    optimizer=dict(type='AdamW', lr=3e-3, betas=(0.9, 0.999), weight_decay=0.01),
     paramwise_cfg=dict(custom_keys={
         'pos_block': dict(decay_mult=0.),
         'norm': dict(decay_mult=0.)
