@@ -35,40 +35,10 @@ cityscapes_c_domains = [('fog', 'fog'), ('night', 'dark'), ('rain', 'rain'),
 
 # The dataset (CityscapesCDataset) puts WeatherCorruption right after
 # LoadImageFromFile in whichever pipeline it gets: the corruption comes before any
-# resize, identically in the single-view and the multi-view pipeline.
-# The 2048x1024 frames are halved to 1024x512 (the ACDC protocol's half size);
-# labels are loaded after the resize, so scoring is at full resolution.
-ctta_base_scale_factor = 0.5  # 2048x1024 -> 1024x512
-ctta_test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale_factor=ctta_base_scale_factor, keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
-]
-# CoTTA's 14 teacher views: ratios 0.5..2.0 of the half-size image (Resize acts on
-# the loaded file, hence 0.5 * r), without and with horizontal flip, in product
-# order (r0.5, no flip), (r0.5, flip), (r0.75, ...), ... The plain view (ratio 1.0,
-# unflipped) is view 4 (`ctta_plain_view_index`); as its scale_factor is 0.5, not
-# 1, the method configs of multi-view methods pass it on as
-# `ctta_method.view_index`.
-ctta_view_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
-ctta_tta_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='TestTimeAug',
-        transforms=[[
-            dict(type='Resize', scale_factor=ctta_base_scale_factor * r,
-                 keep_ratio=True)
-            for r in ctta_view_ratios
-        ],
-                    [
-                        dict(type='RandomFlip', prob=0., direction='horizontal'),
-                        dict(type='RandomFlip', prob=1., direction='horizontal')
-                    ], [dict(type='LoadAnnotations')],
-                    [dict(type='PackSegInputs')]])
-]
-# Index of ratio 1.0 unflipped in the 14 views above (2 * ratios.index(1.0)).
-ctta_plain_view_index = 4
+# resize, identically in the single-view and the multi-view pipeline. Pipelines
+# (half_size_14views.py): 2048x1024 -> 1024x512, labels and scoring at full
+# resolution, 14 teacher views with the plain one at `ctta_plain_view_index` (4).
+_base_ = './half_size_14views.py'
 
 ctta_stream = dict(
     rounds=cityscapes_c_rounds,
@@ -89,6 +59,6 @@ ctta_stream = dict(
                 img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
             severity=cityscapes_c_severity,
             seed=cityscapes_c_seed,
-            pipeline=ctta_test_pipeline)),
-    tta_pipeline=ctta_tta_pipeline)
+            pipeline={{_base_.ctta_test_pipeline}})),
+    tta_pipeline={{_base_.ctta_tta_pipeline}})
 ctta_cfg = dict(save_interval=50, progress_interval=30.0)
