@@ -12,7 +12,10 @@ the fabricated "file" is scaled so that the pipeline's own resize gives it.
 
 Timing: all variants are built in this process; after ``--warmup`` passes over
 the images, ``--repeats`` passes run the variants interleaved (the order rotates
-from repeat to repeat), and a repeat's figure is its mean seconds per image.
+from repeat to repeat), and a repeat's figure is its mean seconds per image,
+wall-clock and CPU time of this process (``time.process_time``). On a shared
+machine the CPU time of a ``--threads 1`` run is the steadier of the two: it
+does not count the time other processes hold the cores.
 Peak memory: one fresh child process per variant builds it, runs the warm-up
 images, resets the peak counter and runs the images once more. On CPU the peak
 is the peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the
@@ -190,23 +193,24 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_image(bench: Bench, batch: dict, device: str) -> float:
-    """Seconds of one CTTA iteration: step, EMA hook, after_step."""
+def run_image(bench: Bench, batch: dict, device: str) -> Tuple[float, float]:
+    """Wall and CPU seconds of one CTTA iteration: step, EMA hook, after_step."""
     runner = SimpleNamespace(test_loop=SimpleNamespace(method=bench.method))
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     outputs = bench.method.step(batch)
     for hook in bench.hooks:
         hook.after_test_iter(runner, 0, data_batch=batch, outputs=outputs)
     bench.method.after_step()
     _sync(device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def run_pass(bench: Bench, device: str) -> float:
-    """Mean seconds per image over one pass of the bench's images."""
+def run_pass(bench: Bench, device: str) -> Tuple[float, float]:
+    """Mean wall and CPU seconds per image over one pass of the bench's images."""
     times = [run_image(bench, copy.deepcopy(b), device) for b in bench.batches]
-    return sum(times) / len(times)
+    return (sum(t for t, _ in times) / len(times),
+            sum(c for _, c in times) / len(times))
 
 
 def _status_kb(field_name: str) -> int:
@@ -272,10 +276,12 @@ def _verdict(value: Optional[float], target: Optional[float]) -> str:
 def format_table(rows: Sequence[dict]) -> str:
     """The ratio table in Markdown."""
     lines = ['| Method | teacher views | s / image (min/med/max) | time ratio | '
-             'peak memory MiB | memory ratio | time target | memory target |',
-             '|---|---|---|---|---|---|---|---|']
+             'CPU s / image (median) | CPU time ratio | peak memory MiB | '
+             'memory ratio | time target | memory target |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         t = r['seconds_per_image']
+        cpu = r['cpu_seconds_per_image']
         mem = r.get('peak_mib')
         mem_s = '-' if mem is None else f'{mem:.0f}'
         mem_r = '-' if mem is None else f"{r['memory_ratio']:.2f}x"
@@ -284,6 +290,7 @@ def format_table(rows: Sequence[dict]) -> str:
             f"| {r['label']} | {r['views']} "
             f"| {t['min']:.3f}/{t['median']:.3f}/{t['max']:.3f} "
             f"| {r['time_ratio']:.2f}x "
+            f"| {cpu['median']:.3f} | {r['cpu_time_ratio']:.2f}x "
             f'| {mem_s} | {mem_r} '
             f"| {_verdict(r['time_ratio'], target_t)} "
             f"| {_verdict(r.get('memory_ratio'), target_m)} |")
@@ -342,13 +349,15 @@ def main(argv=None) -> None:
     size = tuple(args.size)
     benches = [build_bench(v, size, args.images, args.device) for v in variants]
     times: Dict[str, List[float]] = {v.label: [] for v in variants}
+    cpu_times: Dict[str, List[float]] = {v.label: [] for v in variants}
     for i in range(args.warmup + args.repeats):
         k = i % len(benches)
         order = benches[k:] + benches[:k]  # rotate: no variant always first
         for bench in order:
-            t = run_pass(bench, args.device)
+            t, c = run_pass(bench, args.device)
             if i >= args.warmup:
                 times[bench.variant.label].append(t)
+                cpu_times[bench.variant.label].append(c)
         kind = 'warm-up' if i < args.warmup else 'repeat'
         print(f'{kind} {i + 1}/{args.warmup + args.repeats}: ' + ', '.join(
             f'{b.variant.label} {times[b.variant.label][-1]:.3f}s'
@@ -357,12 +366,16 @@ def main(argv=None) -> None:
     views = {b.variant.label: b.views for b in benches}
     del benches
     ref_time = statistics.median(times[REFERENCE])
+    ref_cpu = statistics.median(cpu_times[REFERENCE])
     rows = []
     for v in variants:
         row = dict(label=v.label, config=osp.relpath(v.config, ROOT),
                    overrides=v.overrides, views=views[v.label],
                    seconds_per_image=_stats(times[v.label]),
-                   time_ratio=statistics.median(times[v.label]) / ref_time)
+                   time_ratio=statistics.median(times[v.label]) / ref_time,
+                   cpu_seconds_per_image=_stats(cpu_times[v.label]),
+                   cpu_time_ratio=statistics.median(cpu_times[v.label]) /
+                   ref_cpu)
         if not args.no_memory:
             row['memory'] = child_peak(v, args)
             row['peak_mib'] = row['memory']['peak_kb'] / 1024
