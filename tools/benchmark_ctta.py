@@ -20,7 +20,12 @@ Peak memory: one fresh child process per variant builds it, runs the warm-up
 images, resets the peak counter and runs the images once more. On CPU the peak
 is the peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the
 RSS after the imports, i.e. model(s) + method state + step, the counterpart of
-CUDA's max allocated on GPU.
+CUDA's max allocated on GPU. The child runs with glibc's mmap threshold fixed
+at 128 KiB (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``), so a freed
+tensor leaves the RSS at once: by default glibc raises the threshold to the
+largest freed block (up to 32 MiB) and keeps such blocks in its heap, which
+makes the RSS peak depend on the order of allocations more than on the memory
+a step needs.
 
     python tools/benchmark_ctta.py [CONFIG ...] [--size H W] [--images 2]
         [--repeats 3] [--warmup 1] [--device cpu|cuda] [--threads N]
@@ -73,6 +78,8 @@ TARGETS = {
     'MoASE teacher=single trainable=adapters': (3.0, None),
 }
 REFERENCE = 'Source'
+#: glibc mmap/trim threshold of the memory children (bytes).
+MALLOC_THRESHOLD = 128 * 1024
 
 
 @dataclass
@@ -257,8 +264,10 @@ def child_peak(variant: Variant, args: argparse.Namespace) -> dict:
             'print(json.dumps(measure_peak(%r, %r, %r, %r, %r, %r)))') % (
                 ROOT, asdict(variant), list(args.size), args.images,
                 max(args.warmup, 1), args.device, args.threads)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MALLOC_THRESHOLD),
+               MALLOC_TRIM_THRESHOLD_=str(MALLOC_THRESHOLD))
     out = subprocess.run([sys.executable, '-c', code], check=True,
-                         capture_output=True, text=True).stdout
+                         capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
