@@ -65,6 +65,10 @@ class CoTTA(BaseCTTAMethod):
     view, the ``EMATeacherHook`` updates the teacher, then each trainable element is
     restored to its source value with probability ``restore_prob``.
 
+    Memory: the anchor's tensors double as the restore sources (no second copy of
+    the source weights), and a teacher of one view (``multi_view=False``) has no
+    anchor: with one view the gate picks the same argmax either way.
+
     Args:
         threshold (float): Anchor confidence gate. Defaults to 0.69.
         restore_prob (float): Stochastic-restore probability. Defaults to 0.01.
@@ -107,10 +111,17 @@ class CoTTA(BaseCTTAMethod):
         super().setup(model)  # builds the optimiser, which sets requires_grad
         seg = self.segmentor
         self.teacher = self._frozen_copy(seg)
-        self.anchor = self._frozen_copy(seg)
         trainable = [(n, p) for n, p in seg.named_parameters() if p.requires_grad]
         self._restore_params = [p for _, p in trainable]
-        self._restore_sources = [p.detach().clone() for _, p in trainable]
+        if self.multi_view:
+            # The anchor is a frozen copy of the source model, so its tensors are
+            # the restore sources too: no second copy of the source weights.
+            self.anchor = self._frozen_copy(seg)
+            source = dict(self.anchor.named_parameters())
+            self._restore_sources = [source[n] for n, _ in trainable]
+        else:
+            self.anchor = None
+            self._restore_sources = [p.detach().clone() for _, p in trainable]
 
     @staticmethod
     def _frozen_copy(model: nn.Module) -> nn.Module:
@@ -138,10 +149,9 @@ class CoTTA(BaseCTTAMethod):
                 'of configs/_base_/datasets); got a single-view batch. Set '
                 'multi_view=False to run the teacher on the plain view only.')
         if not self.multi_view:
-            views = [self.plain_view(data_batch)]
-            plain = 0
-        else:
-            plain = self.plain_index(views)
+            probs = self._probs(self.teacher, self.plain_view(data_batch))
+            return [p.argmax(0) for p in probs], probs
+        plain = self.plain_index(views)
         per_view = [self._probs(self.teacher, v) for v in views]  # view x image
         anchor = self._probs(self.anchor, views[plain])
         labels, means = [], []
