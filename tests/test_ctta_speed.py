@@ -17,7 +17,9 @@ from mmseg.structures import SegDataSample
 from mmseg_moase.engine import ema_update
 from mmseg_moase.methods import CoTTA, MoASE
 from mmseg_moase.methods.base import class_argmax, split_views
-from mmseg_moase.methods.cotta import label_size_logits
+from mmseg_moase.methods.cotta import label_size_logits, same_size_groups
+from mmseg_moase.models.adapters import MoASEAdapter
+from mmseg_moase.models.adapters.moase import asg_batch_groups
 
 from conftest import randomize_adapters
 from ctta_helpers import setup_run
@@ -25,6 +27,9 @@ from ctta_helpers import setup_run
 # Running sum of the view softmaxes vs torch.stack(...).mean(0): the summation
 # order may differ by one float32 rounding (observed <= 1e-8 on probabilities).
 MEAN_ATOL = 1e-6
+# One batched forward of a flip pair vs two forwards: the batched matmuls may
+# accumulate in another order.
+BATCH_ATOL = 1e-5
 
 
 def _model_and_batch(tmp_path, method: str, tta: bool = True):
@@ -98,10 +103,11 @@ def test_class_argmax_equals_argmax_ties_and_nan_included():
 
 
 @pytest.mark.parametrize('method_type', ['CoTTA', 'MoASE'])
-def test_teacher_equals_released_teacher(tmp_path, method_type):
+@pytest.mark.parametrize('batch_views', [False, True])
+def test_teacher_equals_released_teacher(tmp_path, method_type, batch_views):
     model, batch = _model_and_batch(tmp_path, method_type)
     cls = dict(CoTTA=CoTTA, MoASE=MoASE)[method_type]
-    method = cls()
+    method = cls(batch_views=batch_views)
     method.setup(model)
     method.threshold = median_anchor_confidence(method, batch)
     labels, means = method.teacher_pseudo_labels(copy.deepcopy(batch))
@@ -109,7 +115,34 @@ def test_teacher_equals_released_teacher(tmp_path, method_type):
     assert len(split_views(batch)) == 14
     for lab, ref, m, rm in zip(labels, ref_labels, means, ref_means):
         assert torch.equal(lab, ref)
-        torch.testing.assert_close(m, rm, rtol=0, atol=MEAN_ATOL)
+        atol = BATCH_ATOL if batch_views else MEAN_ATOL
+        torch.testing.assert_close(m, rm, rtol=0, atol=atol)
+
+
+# ----------------------------------------------- flip pairs in one batch
+def test_same_size_groups_pairs_the_flips():
+    def view(h, w):
+        return dict(inputs=[torch.zeros(3, h, w)], data_samples=[None])
+    views = [view(2, 4), view(2, 4), view(3, 6), view(3, 6), view(2, 4)]
+    assert same_size_groups(views) == [[0, 1, 4], [2, 3]]
+
+
+def test_asg_batch_groups_equals_separate_forwards():
+    torch.manual_seed(0)
+    adapter = MoASEAdapter(embed_dims=16, bottleneck=16, eta=1.0)
+    randomize_adapters(adapter, std=0.5)
+    with torch.no_grad():  # expert 0's ASG share follows the sign of x
+        adapter.asg.weight.zero_()
+        adapter.asg.weight[0].fill_(10.0)
+    x = torch.cat([torch.rand(1, 6, 16) + 1, -torch.rand(1, 6, 16) - 1])
+    separate = torch.cat([adapter(x[:1], (2, 3)), adapter(x[1:], (2, 3))])
+    with asg_batch_groups(adapter, 2):
+        grouped = adapter(x, (2, 3))
+    assert torch.equal(grouped, separate)
+    assert adapter.batch_groups == 1
+    # Without the groups the batch shares one keep ratio (expert 0 keeps 12 of
+    # 16 instead of 16 and 4): the output differs.
+    assert not torch.allclose(adapter(x, (2, 3)), separate)
 
 
 # ---------------------------------------------------------------- memory
