@@ -2,24 +2,28 @@
 
 Each optimisation is compared with a plain reference written here: the released
 CoTTA teacher (mmseg ``predict`` per view, the anchor on all 14 views, stacked
-softmax mean, ``argmax``), the per-tensor EMA. Equal means bit-exact unless a
-tolerance is stated with its reason. No timing assertions.
+softmax mean, ``argmax``), the student loss through ``segmentor.loss``, the
+per-tensor EMA. Equal means bit-exact unless a tolerance is stated with its
+reason. No timing assertions.
 """
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.runner import load_checkpoint
+from mmengine.structures import PixelData
 
 from mmseg.registry import DATASETS, MODELS
 from mmseg.structures import SegDataSample
-from mmseg_moase.engine import ema_update
+from mmseg_moase.engine import EMATeacherHook, ema_update
 from mmseg_moase.methods import CoTTA, MoASE
 from mmseg_moase.methods.base import class_argmax, split_views
 from mmseg_moase.methods.cotta import label_size_logits, same_size_groups
 from mmseg_moase.models.adapters import MoASEAdapter
 from mmseg_moase.models.adapters.moase import asg_batch_groups
+from mmseg_moase.models.losses.hp_loss import hp_loss
 
 from conftest import randomize_adapters
 from ctta_helpers import setup_run
@@ -73,6 +77,21 @@ def median_anchor_confidence(method, batch) -> float:
     views = split_views(batch)
     a = reference_probs(method, method.anchor, views[method.plain_index(views)])
     return float(a[0].max(0).values.median())
+
+
+def reference_student_loss(method, view, labels, probs):
+    """The student loss through mmseg's ``segmentor.loss`` (+ MoASE's HP)."""
+    inputs, samples = method.preprocess(method.model, view)
+    metas = []
+    for s, lab in zip(samples, labels):
+        m = SegDataSample(metainfo=s.metainfo)
+        m.gt_sem_seg = PixelData(data=lab[None])
+        metas.append(m)
+    losses = dict(loss_ce=method.segmentor.loss(inputs, metas)['decode.loss_ce'])
+    if isinstance(method, MoASE) and method.hp_mu > 0:
+        losses['loss_hp'] = hp_loss(method.segmentor, method.teacher,
+                                    method.hp_mu, method.hp_norm)
+    return losses
 
 
 # --------------------------------------------------------------- teacher
@@ -176,6 +195,62 @@ def test_multi_view_restore_sources_are_the_anchor_weights(tmp_path):
     assert names == trainable and all('.adapter.' in n for n in names)
     for p, s in zip(method._restore_params, method._restore_sources):
         assert torch.equal(p, s)
+
+
+# --------------------------------------------------------------- student
+@pytest.mark.parametrize('method_type', ['CoTTA', 'MoASE'])
+def test_decode_ce_loss_equals_segmentor_loss(tmp_path, method_type):
+    model, batch = _model_and_batch(tmp_path, method_type, tta=False)
+    method = CoTTA(multi_view=False)
+    method.setup(model)
+    torch.manual_seed(0)
+    labels = [torch.randint(0, 19, (32, 64))]
+    labels[0][:4] = 255  # ignored pixels
+    results = []
+    for loss_fn in (lambda: method.student_loss(batch, labels, None),
+                    lambda: reference_student_loss(method, batch, labels, None)):
+        model.zero_grad()
+        loss = loss_fn()['loss_ce']
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in
+                                        model.parameters() if p.grad is not None]))
+    (l1, g1), (l2, g2) = results
+    assert torch.equal(l1, l2) and len(g1) == len(g2) > 0
+    assert all(torch.equal(a, b) for a, b in zip(g1, g2))
+
+
+@pytest.mark.parametrize('method_type', ['CoTTA', 'MoASE'])
+def test_step_updates_equal_released_step(tmp_path, method_type):
+    """Scored outputs, student and teacher after two full iterations (step, EMA
+    hook, stochastic restore) equal those of the released teacher and loss."""
+    model, batch = _model_and_batch(tmp_path, method_type)
+    cls = dict(CoTTA=CoTTA, MoASE=MoASE)[method_type]
+    results = []
+    for released in (False, True):
+        method = cls(restore_prob=0.3)
+        method.setup(copy.deepcopy(model))
+        method.threshold = median_anchor_confidence(method, batch)
+        if released:
+            method.teacher_pseudo_labels = lambda b, m=method: \
+                reference_pseudo_labels(m, b)
+            method.student_loss = lambda *a, m=method: \
+                reference_student_loss(m, *a)
+        hook = EMATeacherHook(momentum=0.9)
+        runner = SimpleNamespace(test_loop=SimpleNamespace(method=method))
+        torch.manual_seed(3)
+        outs = []
+        for _ in range(2):
+            out = method.step(copy.deepcopy(batch))
+            outs.append(out[0].pred_sem_seg.data.clone())
+            hook.after_test_iter(runner, 0)
+            method.after_step()
+        results.append((outs, method.segmentor.state_dict(),
+                        method.teacher.state_dict()))
+    (o1, s1, t1), (o2, s2, t2) = results
+    assert all(torch.equal(a, b) for a, b in zip(o1, o2))
+    for k in s1:
+        assert torch.equal(s1[k], s2[k]), k
+        assert torch.equal(t1[k], t2[k]), k
 
 
 # -------------------------------------------------------------------- EMA

@@ -10,6 +10,7 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.structures import PixelData
 from torch import Tensor
 
+from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
 
 
@@ -50,6 +51,44 @@ def class_argmax(x: Tensor) -> Tensor:
     for c in range(x.shape[0] - 1, -1, -1):  # the lowest class is written last
         idx.masked_fill_(x[c] == best, c)
     return idx
+
+
+def decode_ce_loss(segmentor: nn.Module, inputs: Tensor,
+                   labels: Sequence[Tensor]) -> Tensor:
+    """``segmentor.loss(inputs, samples)['decode.loss_ce']`` for label maps.
+
+    Computes what mmseg 1.2.2 does for that term (``BaseDecodeHead.loss_by_feat``:
+    the head's logits resized to the label size, the optional sampler's weights,
+    every ``loss_decode`` named ``loss_ce`` summed), without what a CTTA update
+    does not use: the pixel accuracy (a top-k over the classes at label size) and
+    auxiliary heads.
+
+    Args:
+        segmentor (nn.Module): An mmseg ``EncoderDecoder``.
+        inputs (Tensor): Preprocessed images (B, 3, H, W).
+        labels (Sequence[Tensor]): One (H', W') label map per image.
+
+    Returns:
+        Tensor: The scalar loss.
+    """
+    head = segmentor.decode_head
+    logits = head.forward(segmentor.extract_feat(inputs))
+    label = torch.stack(list(labels))[:, None]  # (B, 1, H', W') as mmseg stacks
+    logits = resize(logits, size=label.shape[2:], mode='bilinear',
+                    align_corners=head.align_corners)
+    weight = None if head.sampler is None else head.sampler.sample(logits, label)
+    label = label.squeeze(1)
+    terms = head.loss_decode if isinstance(head.loss_decode, nn.ModuleList) \
+        else [head.loss_decode]
+    loss = None
+    for term in terms:
+        if term.loss_name == 'loss_ce':
+            value = term(logits, label, weight=weight,
+                         ignore_index=head.ignore_index)
+            loss = value if loss is None else loss + value
+    if loss is None:
+        raise ValueError('the decode head has no loss named loss_ce')
+    return loss
 
 
 class BaseCTTAMethod:

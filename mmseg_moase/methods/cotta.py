@@ -4,14 +4,14 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from mmengine.structures import PixelData
 from torch import Tensor
 
 from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
 from ..models.adapters.moase import asg_batch_groups
 from ..registry import METHODS
-from .base import BaseCTTAMethod, class_argmax, split_views, unwrap
+from .base import (BaseCTTAMethod, class_argmax, decode_ce_loss, split_views,
+                   unwrap)
 
 
 def stochastic_restore(params: Sequence[Tensor], sources: Sequence[Tensor],
@@ -108,8 +108,9 @@ class CoTTA(BaseCTTAMethod):
     the plain view only (the released code runs it on all 14 and uses one); the
     teacher's views skip the argmax of mmseg's ``predict`` and their softmaxes are
     summed as they come instead of stacked; the anchor's tensors double as the
-    restore sources. A teacher of one view (``multi_view=False``) needs no anchor:
-    with one view the gate picks the same argmax either way.
+    restore sources; the student's loss skips mmseg's pixel accuracy. A teacher of
+    one view (``multi_view=False``) needs no anchor: with one view the gate picks
+    the same argmax either way.
 
     Args:
         threshold (float): Anchor confidence gate. Defaults to 0.69.
@@ -243,18 +244,21 @@ class CoTTA(BaseCTTAMethod):
         return labels, means
 
     # ---------------------------------------------------------------- student
+    @property
+    def student_uses_probs(self) -> bool:
+        """Whether :meth:`student_loss` reads the teacher's probabilities."""
+        return False
+
     def student_loss(self, view: dict, labels: Sequence[Tensor],
-                     probs: Sequence[Tensor]) -> Dict[str, Tensor]:
-        inputs, samples = self.preprocess(self.model, view)
-        metas = []
-        for s, lab in zip(samples, labels):
-            m = SegDataSample(metainfo=s.metainfo)
-            m.gt_sem_seg = PixelData(data=lab[None])
-            metas.append(m)
-        return dict(loss_ce=self.segmentor.loss(inputs, metas)['decode.loss_ce'])
+                     probs: Optional[Sequence[Tensor]]) -> Dict[str, Tensor]:
+        """Cross-entropy of the student on ``view`` against the pseudo-labels."""
+        inputs, _ = self.preprocess(self.model, view)
+        return dict(loss_ce=decode_ce_loss(self.segmentor, inputs, labels))
 
     def step(self, data_batch: dict) -> List[SegDataSample]:
         labels, probs = self.teacher_pseudo_labels(data_batch)
+        if not self.student_uses_probs:
+            probs = None  # free the C x H x W maps before the student's forward
         view = self.plain_view(data_batch)
         with torch.enable_grad():
             losses = self.student_loss(view, labels, probs)

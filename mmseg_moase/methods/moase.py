@@ -82,8 +82,13 @@ class MoASE(CoTTA):
                 "'MixVisionTransformerMoASE' (configs/_base_/models/"
                 'segformer_mit-b*_moase.py).')
 
+    @property
+    def student_uses_probs(self) -> bool:
+        """``soft_ce`` reads the teacher's probabilities, ``ce`` its labels."""
+        return self.loss == 'soft_ce'
+
     def student_loss(self, view: dict, labels: Sequence[Tensor],
-                     probs: Sequence[Tensor]) -> Dict[str, Tensor]:
+                     probs: Optional[Sequence[Tensor]]) -> Dict[str, Tensor]:
         if self.loss == 'ce':
             losses = super().student_loss(view, labels, probs)
         else:
