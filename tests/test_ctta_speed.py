@@ -57,7 +57,12 @@ def reference_probs(method, model, batch):
 
 def reference_pseudo_labels(method, data_batch):
     """CoTTA's teacher as released: one forward per view, the anchor on every
-    view (only the plain one is used), softmaxes stacked and averaged."""
+    view (only the plain one is used), softmaxes stacked and averaged; a one-view
+    teacher: predict, softmax, argmax."""
+    if not method.multi_view:
+        probs = reference_probs(method, method.teacher,
+                                method.plain_view(data_batch))
+        return [p.argmax(0) for p in probs], probs
     views = split_views(data_batch)
     plain = method.plain_index(views)
     per_view = [reference_probs(method, method.teacher, v) for v in views]
@@ -172,10 +177,15 @@ def test_single_view_teacher_has_no_anchor_and_equals_predict(tmp_path):
     assert method.anchor is None
     labels, probs = method.teacher_pseudo_labels(copy.deepcopy(batch))
     ref = reference_probs(method, method.teacher, batch)
-    # The released single-view path: predict, softmax, argmax; a gate over one
-    # view picks that view's argmax either way.
-    assert torch.equal(probs[0], ref[0])
+    # The released single-view path: predict, softmax, argmax. The labels come
+    # from the logits here (equal but where the softmax rounds a near-tie of
+    # two logits to one value: not on this input); probabilities only when the
+    # loss reads them.
+    assert torch.equal(labels[0], ref[0].argmax(0)) and probs is None
+    method.loss = 'soft_ce'
+    labels, probs = method.teacher_pseudo_labels(copy.deepcopy(batch))
     assert torch.equal(labels[0], ref[0].argmax(0))
+    assert torch.equal(probs[0], ref[0])
     # Restore sources are the source values, in their own tensors.
     seg = method.segmentor
     for p, s in zip(method._restore_params, method._restore_sources):
@@ -219,17 +229,21 @@ def test_decode_ce_loss_equals_segmentor_loss(tmp_path, method_type):
     assert all(torch.equal(a, b) for a, b in zip(g1, g2))
 
 
-@pytest.mark.parametrize('method_type', ['CoTTA', 'MoASE'])
-def test_step_updates_equal_released_step(tmp_path, method_type):
+@pytest.mark.parametrize('method_type, kwargs', [
+    ('CoTTA', {}), ('MoASE', {}), ('MoASE', dict(teacher='single')),
+    ('MoASE', dict(teacher='single', trainable='adapters'))])
+def test_step_updates_equal_released_step(tmp_path, method_type, kwargs):
     """Scored outputs, student and teacher after two full iterations (step, EMA
     hook, stochastic restore) equal those of the released teacher and loss."""
-    model, batch = _model_and_batch(tmp_path, method_type)
+    multi_view = kwargs.get('teacher') != 'single'
+    model, batch = _model_and_batch(tmp_path, method_type, tta=multi_view)
     cls = dict(CoTTA=CoTTA, MoASE=MoASE)[method_type]
     results = []
     for released in (False, True):
-        method = cls(restore_prob=0.3)
+        method = cls(restore_prob=0.3, **kwargs)
         method.setup(copy.deepcopy(model))
-        method.threshold = median_anchor_confidence(method, batch)
+        if multi_view:
+            method.threshold = median_anchor_confidence(method, batch)
         if released:
             method.teacher_pseudo_labels = lambda b, m=method: \
                 reference_pseudo_labels(m, b)

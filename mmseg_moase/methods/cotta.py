@@ -185,14 +185,17 @@ class CoTTA(BaseCTTAMethod):
             self.optim_wrapper = self.build_optim_wrapper()
 
     # ---------------------------------------------------------------- teacher
-    def _probs(self, model: nn.Module, batch: dict) -> List[Tensor]:
-        """Softmax (C, H, W) at label size of ``model`` for every image of
-        ``batch``: the softmax of ``predict``'s ``seg_logits``."""
+    def _logits(self, model: nn.Module, batch: dict) -> List[Tensor]:
+        """Logits (C, H, W) at label size of ``model`` for every image of
+        ``batch``: ``predict``'s ``seg_logits``."""
         inputs, samples = self.preprocess(model, batch)
         metas = [s.metainfo for s in samples]
         seg = unwrap(model)
-        logits = label_size_logits(seg, seg.inference(inputs, metas), metas)
-        return [x.softmax(0) for x in logits]
+        return label_size_logits(seg, seg.inference(inputs, metas), metas)
+
+    def _probs(self, model: nn.Module, batch: dict) -> List[Tensor]:
+        """Softmax (C, H, W) at label size of ``model`` for every image."""
+        return [x.softmax(0) for x in self._logits(model, batch)]
 
     def _view_probs(self, model: nn.Module, views: Sequence[dict]
                     ) -> Iterator[Tuple[int, List[Tensor]]]:
@@ -214,8 +217,14 @@ class CoTTA(BaseCTTAMethod):
 
     @torch.no_grad()
     def teacher_pseudo_labels(self, data_batch: dict
-                              ) -> Tuple[List[Tensor], List[Tensor]]:
-        """Pseudo-labels (H, W) and mean teacher probabilities (C, H, W) per image."""
+                              ) -> Tuple[List[Tensor], Optional[List[Tensor]]]:
+        """Pseudo-labels (H, W) and mean teacher probabilities (C, H, W) per image.
+
+        A one-view teacher computes the probabilities only if the student's loss
+        reads them (:attr:`student_uses_probs`; None otherwise) and takes the
+        labels from the logits: the argmax of the softmax, except where the
+        softmax rounds two nearly equal top logits (within ~1e-7) to one value.
+        """
         views = split_views(data_batch)
         if self.multi_view and len(views) == 1:
             raise ValueError(
@@ -224,8 +233,11 @@ class CoTTA(BaseCTTAMethod):
                 'of configs/_base_/datasets); got a single-view batch. Set '
                 'multi_view=False to run the teacher on the plain view only.')
         if not self.multi_view:
-            probs = self._probs(self.teacher, self.plain_view(data_batch))
-            return [class_argmax(p) for p in probs], probs
+            logits = self._logits(self.teacher, self.plain_view(data_batch))
+            labels = [class_argmax(x) for x in logits]
+            if not self.student_uses_probs:
+                return labels, None
+            return labels, [x.softmax(0) for x in logits]
         plain = self.plain_index(views)
         sums: List[Tensor] = []
         plain_probs: List[Tensor] = []
