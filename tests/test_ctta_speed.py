@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from mmengine.config import ConfigDict
 from mmengine.dataset import pseudo_collate
 from mmengine.runner import load_checkpoint
 from mmengine.structures import PixelData
@@ -20,7 +21,8 @@ from mmseg.structures import SegDataSample
 from mmseg_moase.engine import EMATeacherHook, ema_update
 from mmseg_moase.methods import CoTTA, MoASE
 from mmseg_moase.methods.base import class_argmax, split_views
-from mmseg_moase.methods.cotta import label_size_logits, same_size_groups
+from mmseg_moase.methods.cotta import (label_size_logits, same_size_groups,
+                                       segmentor_inference)
 from mmseg_moase.models.adapters import MoASEAdapter
 from mmseg_moase.models.adapters.moase import asg_batch_groups
 from mmseg_moase.models.losses.hp_loss import hp_loss
@@ -114,6 +116,21 @@ def test_label_size_logits_is_postprocess_without_argmax(tmp_path):
                                  [SegDataSample(metainfo=m) for m in metas])
     for a, r in zip(ours, ref):
         assert torch.equal(a, r.seg_logits.data)
+
+
+@pytest.mark.parametrize('size', [(48, 64), (64, 96)])
+def test_one_window_inference_equals_slide_inference(tmp_path, size):
+    """A slide crop covering the input: one window, equal to mmseg's slide
+    inference (softmax bit-equal); a larger input goes through mmseg."""
+    seg, _ = _model_and_batch(tmp_path, 'MoASE')
+    seg.eval()
+    seg.test_cfg = ConfigDict(mode='slide', crop_size=(48, 64), stride=(32, 32))
+    x = torch.randn(2, 3, *size)
+    metas = [dict(ori_shape=size, img_shape=size) for _ in range(2)]
+    with torch.no_grad():
+        ours = segmentor_inference(seg, x, copy.deepcopy(metas))
+        ref = seg.inference(x, copy.deepcopy(metas))
+    assert torch.equal(ours.softmax(1), ref.softmax(1))
 
 
 def test_class_argmax_equals_argmax_ties_and_nan_included():

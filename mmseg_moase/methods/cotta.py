@@ -83,6 +83,33 @@ def label_size_logits(segmentor: nn.Module, logits: Tensor,
     return out
 
 
+def segmentor_inference(segmentor: nn.Module, inputs: Tensor,
+                        metas: Sequence[dict]) -> Tensor:
+    """``segmentor.inference``, with a one-window slide inference run directly.
+
+    mmseg's slide inference of an input no larger than its crop runs one window
+    over the whole input and still allocates, pads, sums and divides two maps of
+    the input's size (the logits and a window count of 1). This runs that window
+    as slide inference does (``img_shape`` set to the window's size) and returns
+    its logits: equal, the sum and the division by one being exact.
+
+    Args:
+        segmentor (nn.Module): An mmseg ``EncoderDecoder``.
+        inputs (Tensor): Preprocessed images (B, 3, H, W).
+        metas (Sequence[dict]): The B images' metainfo (modified as mmseg does).
+
+    Returns:
+        Tensor: Logits (B, C, H, W) at the input size.
+    """
+    cfg = segmentor.test_cfg
+    if cfg.get('mode', 'whole') == 'slide':
+        h_crop, w_crop = cfg.crop_size
+        if inputs.shape[2] <= h_crop and inputs.shape[3] <= w_crop:
+            metas[0]['img_shape'] = inputs.shape[2:]
+            return segmentor.encode_decode(inputs, metas)
+    return segmentor.inference(inputs, metas)
+
+
 def same_size_groups(views: Sequence[dict]) -> List[List[int]]:
     """Indices of views whose inputs have one size (a flip pair), in view order."""
     groups: Dict[Tuple, List[int]] = {}
@@ -107,7 +134,8 @@ class CoTTA(BaseCTTAMethod):
     Cost (what the released code computes, without its waste): the anchor runs on
     the plain view only (the released code runs it on all 14 and uses one); the
     teacher's views skip the argmax of mmseg's ``predict`` and their softmaxes are
-    summed as they come instead of stacked; the anchor's tensors double as the
+    summed as they come instead of stacked, and a view that fits mmseg's slide
+    window skips its window bookkeeping; the anchor's tensors double as the
     restore sources; the student's loss skips mmseg's pixel accuracy. A teacher of
     one view (``multi_view=False``) needs no anchor: with one view the gate picks
     the same argmax either way.
@@ -191,7 +219,8 @@ class CoTTA(BaseCTTAMethod):
         inputs, samples = self.preprocess(model, batch)
         metas = [s.metainfo for s in samples]
         seg = unwrap(model)
-        return label_size_logits(seg, seg.inference(inputs, metas), metas)
+        return label_size_logits(seg, segmentor_inference(seg, inputs, metas),
+                                 metas)
 
     def _probs(self, model: nn.Module, batch: dict) -> List[Tensor]:
         """Softmax (C, H, W) at label size of ``model`` for every image."""
