@@ -103,7 +103,7 @@ def segmentor_inference(segmentor: nn.Module, inputs: Tensor,
     """
     cfg = segmentor.test_cfg
     if cfg.get('mode', 'whole') == 'slide':
-        h_crop, w_crop = cfg.crop_size
+        h_crop, w_crop = cfg['crop_size']
         if inputs.shape[2] <= h_crop and inputs.shape[3] <= w_crop:
             metas[0]['img_shape'] = inputs.shape[2:]
             return segmentor.encode_decode(inputs, metas)
@@ -251,8 +251,9 @@ class CoTTA(BaseCTTAMethod):
 
         A one-view teacher computes the probabilities only if the student's loss
         reads them (:attr:`student_uses_probs`; None otherwise) and takes the
-        labels from the logits: the argmax of the softmax, except where the
-        softmax rounds two nearly equal top logits (within ~1e-7) to one value.
+        labels from the logits. That is the argmax of the softmax except where
+        the softmax rounds two top logits about one float32 step apart to one
+        value (its argmax then picks the lower class).
         """
         views = split_views(data_batch)
         if self.multi_view and len(views) == 1:
