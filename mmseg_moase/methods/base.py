@@ -10,6 +10,7 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.structures import PixelData
 from torch import Tensor
 
+from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
 
 
@@ -30,6 +31,64 @@ def split_views(data_batch: dict) -> List[dict]:
         return [data_batch]
     return [dict(inputs=inp, data_samples=ds)
             for inp, ds in zip(data_batch['inputs'], data_batch['data_samples'])]
+
+
+def class_argmax(x: Tensor) -> Tensor:
+    """``x.argmax(0)`` for class scores (C, H, W), without its slow CPU kernel.
+
+    On CPU, PyTorch's argmax over the leading dimension of a large map is about 3x
+    slower than a max over it plus one comparison per class (19 x 512 x 1024:
+    180 vs 55 ms). The result is identical, ties included (the first maximal
+    class wins); a map with a NaN (NaN counts as the maximum) falls back to
+    ``torch.argmax``, and so does any other device.
+    """
+    if x.device.type != 'cpu':
+        return x.argmax(0)
+    best = x.amax(0)
+    if best.isnan().any():
+        return x.argmax(0)
+    idx = torch.zeros(x.shape[1:], dtype=torch.long, device=x.device)
+    for c in range(x.shape[0] - 1, -1, -1):  # the lowest class is written last
+        idx.masked_fill_(x[c] == best, c)
+    return idx
+
+
+def decode_ce_loss(segmentor: nn.Module, inputs: Tensor,
+                   labels: Sequence[Tensor]) -> Tensor:
+    """``segmentor.loss(inputs, samples)['decode.loss_ce']`` for label maps.
+
+    Computes what mmseg 1.2.2 does for that term (``BaseDecodeHead.loss_by_feat``:
+    the head's logits resized to the label size, the optional sampler's weights,
+    every ``loss_decode`` named ``loss_ce`` summed), without what a CTTA update
+    does not use: the pixel accuracy (a top-k over the classes at label size) and
+    auxiliary heads.
+
+    Args:
+        segmentor (nn.Module): An mmseg ``EncoderDecoder``.
+        inputs (Tensor): Preprocessed images (B, 3, H, W).
+        labels (Sequence[Tensor]): One (H', W') label map per image.
+
+    Returns:
+        Tensor: The scalar loss.
+    """
+    head = segmentor.decode_head
+    logits = head.forward(segmentor.extract_feat(inputs))
+    label = torch.stack(list(labels))[:, None]  # (B, 1, H', W') as mmseg stacks
+    logits = resize(logits, size=label.shape[2:], mode='bilinear',
+                    align_corners=head.align_corners)
+    weight = None if head.sampler is None else head.sampler.sample(logits, label)
+    label = label.squeeze(1)
+    terms = head.loss_decode if isinstance(head.loss_decode, nn.ModuleList) \
+        else [head.loss_decode]
+    loss = None
+    for term in terms:
+        if term.loss_name == 'loss_ce':
+            value = term(logits, label, weight=weight,
+                         ignore_index=head.ignore_index)
+            loss = value if loss is None else loss + value
+    if loss is None:
+        raise ValueError('the decode head has no loss named loss_ce')
+    return loss
 
 
 class BaseCTTAMethod:

@@ -1,16 +1,17 @@
 """CoTTA: continual test-time adaptation with an augmentation-averaged EMA teacher."""
 import copy
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from mmengine.structures import PixelData
 from torch import Tensor
 
+from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
+from ..models.adapters.moase import asg_batch_groups
 from ..registry import METHODS
-from .base import BaseCTTAMethod, split_views, unwrap
+from .base import (BaseCTTAMethod, class_argmax, decode_ce_loss, split_views,
+                   unwrap)
 
 
 def stochastic_restore(params: Sequence[Tensor], sources: Sequence[Tensor],
@@ -28,9 +29,8 @@ def stochastic_restore(params: Sequence[Tensor], sources: Sequence[Tensor],
             p.copy_(torch.where(mask, s, p))
 
 
-def gated_pseudo_label(view_probs: Sequence[Tensor], plain_index: int,
-                       anchor_prob: Tensor,
-                       threshold: float) -> Tuple[Tensor, Tensor]:
+def gated_pseudo_label(plain_prob: Tensor, mean_prob: Tensor,
+                       anchor_prob: Tensor, threshold: float) -> Tensor:
     """CoTTA's pseudo-label for one image.
 
     Where the frozen anchor is confident on the plain view (max softmax prob >
@@ -38,19 +38,85 @@ def gated_pseudo_label(view_probs: Sequence[Tensor], plain_index: int,
     teacher's softmax averaged over all views.
 
     Args:
-        view_probs: Teacher softmax per view, each (C, H, W) at the label size.
-        plain_index: Index of the plain view (scale 1.0, unflipped).
+        plain_prob: Teacher softmax on the plain view (scale 1.0, unflipped),
+            (C, H, W) at the label size.
+        mean_prob: Teacher softmax averaged over all views (C, H, W).
         anchor_prob: Anchor softmax on the plain view (C, H, W).
         threshold: Confidence threshold (0.69 in CoTTA).
 
     Returns:
-        tuple: The pseudo-label (H, W) and the mean teacher probability (C, H, W).
+        Tensor: The pseudo-label (H, W).
     """
-    mean_prob = torch.stack(list(view_probs)).mean(0)
-    confident = anchor_prob.max(0).values > threshold
-    label = torch.where(confident, view_probs[plain_index].argmax(0),
-                        mean_prob.argmax(0))
-    return label, mean_prob
+    confident = anchor_prob.amax(0) > threshold
+    return torch.where(confident, class_argmax(plain_prob),
+                       class_argmax(mean_prob))
+
+
+def label_size_logits(segmentor: nn.Module, logits: Tensor,
+                      metas: Sequence[dict]) -> List[Tensor]:
+    """Per-image logits at label size: mmseg's ``postprocess_result``, no argmax.
+
+    Removes the padding, undoes the flip and resizes to ``ori_shape`` exactly as
+    ``BaseSegmentor.postprocess_result`` (mmseg 1.2.2) does, without the argmax it
+    also computes, which a teacher averaging softmaxes over views does not use.
+
+    Args:
+        segmentor (nn.Module): The mmseg segmentor (for ``align_corners``).
+        logits (Tensor): ``segmentor.inference`` output (B, C, H, W).
+        metas (Sequence[dict]): The B images' metainfo.
+
+    Returns:
+        list[Tensor]: (C, H', W') per image, H' x W' = ``ori_shape``.
+    """
+    h, w = logits.shape[-2:]
+    out = []
+    for i, meta in enumerate(metas):
+        left, right, top, bottom = meta.get(
+            'img_padding_size', meta.get('padding_size', [0] * 4))
+        x = logits[i:i + 1, :, top:h - bottom, left:w - right]
+        if meta.get('flip', None):
+            x = x.flip(dims=(3, ) if meta.get('flip_direction') == 'horizontal'
+                       else (2, ))
+        out.append(resize(x, size=meta['ori_shape'], mode='bilinear',
+                          align_corners=segmentor.align_corners,
+                          warning=False).squeeze(0))
+    return out
+
+
+def segmentor_inference(segmentor: nn.Module, inputs: Tensor,
+                        metas: Sequence[dict]) -> Tensor:
+    """``segmentor.inference``, with a one-window slide inference run directly.
+
+    mmseg's slide inference of an input no larger than its crop runs one window
+    over the whole input and still allocates, pads, sums and divides two maps of
+    the input's size (the logits and a window count of 1). This runs that window
+    as slide inference does (``img_shape`` set to the window's size) and returns
+    its logits: equal, the sum and the division by one being exact.
+
+    Args:
+        segmentor (nn.Module): An mmseg ``EncoderDecoder``.
+        inputs (Tensor): Preprocessed images (B, 3, H, W).
+        metas (Sequence[dict]): The B images' metainfo (modified as mmseg does).
+
+    Returns:
+        Tensor: Logits (B, C, H, W) at the input size.
+    """
+    cfg = segmentor.test_cfg
+    if cfg.get('mode', 'whole') == 'slide':
+        h_crop, w_crop = cfg['crop_size']
+        if inputs.shape[2] <= h_crop and inputs.shape[3] <= w_crop:
+            metas[0]['img_shape'] = inputs.shape[2:]
+            return segmentor.encode_decode(inputs, metas)
+    return segmentor.inference(inputs, metas)
+
+
+def same_size_groups(views: Sequence[dict]) -> List[List[int]]:
+    """Indices of views whose inputs have one size (a flip pair), in view order."""
+    groups: Dict[Tuple, List[int]] = {}
+    for k, v in enumerate(views):
+        key = tuple(tuple(x.shape) for x in v['inputs'])
+        groups.setdefault(key, []).append(k)
+    return list(groups.values())
 
 
 @METHODS.register_module()
@@ -65,6 +131,15 @@ class CoTTA(BaseCTTAMethod):
     view, the ``EMATeacherHook`` updates the teacher, then each trainable element is
     restored to its source value with probability ``restore_prob``.
 
+    Cost (what the released code computes, without its waste): the anchor runs on
+    the plain view only (the released code runs it on all 14 and uses one); the
+    teacher's views skip the argmax of mmseg's ``predict`` and their softmaxes are
+    summed as they come instead of stacked, and a view that fits mmseg's slide
+    window skips its window bookkeeping; the anchor's tensors double as the
+    restore sources; the student's loss skips mmseg's pixel accuracy. A teacher of
+    one view (``multi_view=False``) needs no anchor: with one view the gate picks
+    the same argmax either way.
+
     Args:
         threshold (float): Anchor confidence gate. Defaults to 0.69.
         restore_prob (float): Stochastic-restore probability. Defaults to 0.01.
@@ -72,6 +147,12 @@ class CoTTA(BaseCTTAMethod):
             moments) at every domain pass, as the released code does. Default True.
         multi_view (bool): Require the multi-view pipeline (True) or run the
             teacher on the plain view only (False, for ablations).
+        batch_views (bool): Run the teacher's views of one input size (the
+            unflipped and flipped view of a scale) as one batch. Equal to one
+            forward per view up to float rounding (batched matmuls may accumulate
+            in another order); MoASE adapters keep one set of ASG keep ratios per
+            view (:func:`asg_batch_groups`). Defaults to False: on CPU, where the
+            forward is compute-bound, it measured no faster.
         optim_wrapper (dict, optional): Defaults to Adam lr 7.5e-6, betas
             (0.9, 0.999), all parameters.
         view_index (int, optional): The plain view in the pipeline's view list
@@ -82,6 +163,7 @@ class CoTTA(BaseCTTAMethod):
 
     def __init__(self, threshold: float = 0.69, restore_prob: float = 0.01,
                  reset_optimizer_each_pass: bool = True, multi_view: bool = True,
+                 batch_views: bool = False,
                  optim_wrapper: Optional[dict] = None, **kwargs) -> None:
         if optim_wrapper is None:
             optim_wrapper = self.default_optim_wrapper()
@@ -92,6 +174,7 @@ class CoTTA(BaseCTTAMethod):
         self.restore_prob = float(restore_prob)
         self.reset_optimizer_each_pass = reset_optimizer_each_pass
         self.multi_view = multi_view
+        self.batch_views = bool(batch_views)
         self.anchor: Optional[nn.Module] = None
         self._restore_params: List[Tensor] = []
         self._restore_sources: List[Tensor] = []
@@ -107,10 +190,17 @@ class CoTTA(BaseCTTAMethod):
         super().setup(model)  # builds the optimiser, which sets requires_grad
         seg = self.segmentor
         self.teacher = self._frozen_copy(seg)
-        self.anchor = self._frozen_copy(seg)
         trainable = [(n, p) for n, p in seg.named_parameters() if p.requires_grad]
         self._restore_params = [p for _, p in trainable]
-        self._restore_sources = [p.detach().clone() for _, p in trainable]
+        if self.multi_view:
+            # The anchor is a frozen copy of the source model, so its tensors are
+            # the restore sources too: no second copy of the source weights.
+            self.anchor = self._frozen_copy(seg)
+            source = dict(self.anchor.named_parameters())
+            self._restore_sources = [source[n] for n, _ in trainable]
+        else:
+            self.anchor = None
+            self._restore_sources = [p.detach().clone() for _, p in trainable]
 
     @staticmethod
     def _frozen_copy(model: nn.Module) -> nn.Module:
@@ -123,13 +213,48 @@ class CoTTA(BaseCTTAMethod):
             self.optim_wrapper = self.build_optim_wrapper()
 
     # ---------------------------------------------------------------- teacher
+    def _logits(self, model: nn.Module, batch: dict) -> List[Tensor]:
+        """Logits (C, H, W) at label size of ``model`` for every image of
+        ``batch``: ``predict``'s ``seg_logits``."""
+        inputs, samples = self.preprocess(model, batch)
+        metas = [s.metainfo for s in samples]
+        seg = unwrap(model)
+        return label_size_logits(seg, segmentor_inference(seg, inputs, metas),
+                                 metas)
+
     def _probs(self, model: nn.Module, batch: dict) -> List[Tensor]:
-        return [p.seg_logits.data.softmax(0) for p in self.predict(model, batch)]
+        """Softmax (C, H, W) at label size of ``model`` for every image."""
+        return [x.softmax(0) for x in self._logits(model, batch)]
+
+    def _view_probs(self, model: nn.Module, views: Sequence[dict]
+                    ) -> Iterator[Tuple[int, List[Tensor]]]:
+        """``(view index, per-image softmax)`` for every view, in view order
+        within each group of views that share a forward (``batch_views``)."""
+        if self.batch_views:
+            groups = same_size_groups(views)
+        else:
+            groups = [[k] for k in range(len(views))]
+        for group in groups:
+            batch = dict(
+                inputs=[x for k in group for x in views[k]['inputs']],
+                data_samples=[s for k in group for s in views[k]['data_samples']])
+            with asg_batch_groups(model, len(group)):
+                probs = self._probs(model, batch)
+            n = len(views[group[0]]['inputs'])
+            for j, k in enumerate(group):
+                yield k, probs[j * n:(j + 1) * n]
 
     @torch.no_grad()
     def teacher_pseudo_labels(self, data_batch: dict
-                              ) -> Tuple[List[Tensor], List[Tensor]]:
-        """Pseudo-labels (H, W) and mean teacher probabilities (C, H, W) per image."""
+                              ) -> Tuple[List[Tensor], Optional[List[Tensor]]]:
+        """Pseudo-labels (H, W) and mean teacher probabilities (C, H, W) per image.
+
+        A one-view teacher computes the probabilities only if the student's loss
+        reads them (:attr:`student_uses_probs`; None otherwise) and takes the
+        labels from the logits. That is the argmax of the softmax except where
+        the softmax rounds two top logits about one float32 step apart to one
+        value (its argmax then picks the lower class).
+        """
         views = split_views(data_batch)
         if self.multi_view and len(views) == 1:
             raise ValueError(
@@ -138,33 +263,44 @@ class CoTTA(BaseCTTAMethod):
                 'of configs/_base_/datasets); got a single-view batch. Set '
                 'multi_view=False to run the teacher on the plain view only.')
         if not self.multi_view:
-            views = [self.plain_view(data_batch)]
-            plain = 0
-        else:
-            plain = self.plain_index(views)
-        per_view = [self._probs(self.teacher, v) for v in views]  # view x image
+            logits = self._logits(self.teacher, self.plain_view(data_batch))
+            labels = [class_argmax(x) for x in logits]
+            if not self.student_uses_probs:
+                return labels, None
+            return labels, [x.softmax(0) for x in logits]
+        plain = self.plain_index(views)
+        sums: List[Tensor] = []
+        plain_probs: List[Tensor] = []
+        for k, probs in self._view_probs(self.teacher, views):
+            if k == plain:
+                plain_probs = probs
+            if not sums:  # the first view starts the sums (a copy if kept)
+                sums = [p.clone() if k == plain else p for p in probs]
+            else:
+                for total, p in zip(sums, probs):
+                    total.add_(p)
+        means = [total.div_(len(views)) for total in sums]
         anchor = self._probs(self.anchor, views[plain])
-        labels, means = [], []
-        for i, a in enumerate(anchor):
-            lab, mean = gated_pseudo_label([pv[i] for pv in per_view], plain, a,
-                                           self.threshold)
-            labels.append(lab)
-            means.append(mean)
+        labels = [gated_pseudo_label(p, m, a, self.threshold)
+                  for p, m, a in zip(plain_probs, means, anchor)]
         return labels, means
 
     # ---------------------------------------------------------------- student
+    @property
+    def student_uses_probs(self) -> bool:
+        """Whether :meth:`student_loss` reads the teacher's probabilities."""
+        return False
+
     def student_loss(self, view: dict, labels: Sequence[Tensor],
-                     probs: Sequence[Tensor]) -> Dict[str, Tensor]:
-        inputs, samples = self.preprocess(self.model, view)
-        metas = []
-        for s, lab in zip(samples, labels):
-            m = SegDataSample(metainfo=s.metainfo)
-            m.gt_sem_seg = PixelData(data=lab[None])
-            metas.append(m)
-        return dict(loss_ce=self.segmentor.loss(inputs, metas)['decode.loss_ce'])
+                     probs: Optional[Sequence[Tensor]]) -> Dict[str, Tensor]:
+        """Cross-entropy of the student on ``view`` against the pseudo-labels."""
+        inputs, _ = self.preprocess(self.model, view)
+        return dict(loss_ce=decode_ce_loss(self.segmentor, inputs, labels))
 
     def step(self, data_batch: dict) -> List[SegDataSample]:
         labels, probs = self.teacher_pseudo_labels(data_batch)
+        if not self.student_uses_probs:
+            probs = None  # free the C x H x W maps before the student's forward
         view = self.plain_view(data_batch)
         with torch.enable_grad():
             losses = self.student_loss(view, labels, probs)

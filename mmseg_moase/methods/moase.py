@@ -1,5 +1,5 @@
 """MoASE: CoTTA-style mean teacher + Mixture-of-Activation-Sparsity-Experts."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -82,15 +82,13 @@ class MoASE(CoTTA):
                 "'MixVisionTransformerMoASE' (configs/_base_/models/"
                 'segformer_mit-b*_moase.py).')
 
-    @torch.no_grad()
-    def teacher_pseudo_labels(self, data_batch: dict):
-        if self.teacher_mode == 'cotta':
-            return super().teacher_pseudo_labels(data_batch)
-        probs = self._probs(self.teacher, self.plain_view(data_batch))
-        return [p.argmax(0) for p in probs], probs
+    @property
+    def student_uses_probs(self) -> bool:
+        """``soft_ce`` reads the teacher's probabilities, ``ce`` its labels."""
+        return self.loss == 'soft_ce'
 
     def student_loss(self, view: dict, labels: Sequence[Tensor],
-                     probs: Sequence[Tensor]) -> Dict[str, Tensor]:
+                     probs: Optional[Sequence[Tensor]]) -> Dict[str, Tensor]:
         if self.loss == 'ce':
             losses = super().student_loss(view, labels, probs)
         else:
