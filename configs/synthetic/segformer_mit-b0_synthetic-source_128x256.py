@@ -8,9 +8,12 @@
 #   128x128 crops, batch 8, 1000 it, lr 1e-3, PhotoMetricDistortion  48.5
 #   128x128 crops, batch 8, 900 it, lr 3e-3, no photometric jitter   50.6
 #   128x128 crops, batch 4, 1800 it, lr 3e-3, no photometric jitter  51.6 (~10 min)
+#   128x128 crops, batch 8, 800 it, lr 3e-3, no jitter                48.3
+#     + no stochastic depth, no head dropout (shipped)                51.4
+#     + head lr x5                                                    50.2
 # Half-width crops halve the cost of an iteration at no loss; the from-scratch
 # model underfits (the loss still falls at the end), so a higher learning rate and
-# no colour jitter (colours are already random per object) help a little. The
+# no regularisation (colour jitter, stochastic depth, dropout) help a little. The
 # training length is what the 20-minute budget of the whole benchmark leaves.
 _base_ = '../_base_/models/segformer_mit-b0_cpu.py'
 
@@ -20,7 +23,12 @@ data_root = 'data/synthetic_city'
 crop_size = (128, 128)
 max_iters = 800  # ~8 min on 2 cores (0.56 s per batch of 8 crops)
 
-model = dict(data_preprocessor=dict(size=crop_size))  # pad training crops
+# The model underfits in this budget: no stochastic depth, no dropout before the
+# classifier (mmseg's SegFormer default: 0.1 each).
+model = dict(
+    data_preprocessor=dict(size=crop_size),  # pad training crops
+    backbone=dict(drop_path_rate=0.0),
+    decode_head=dict(dropout_ratio=0.0))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
