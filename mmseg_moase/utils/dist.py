@@ -249,8 +249,10 @@ def check_same_on_all_ranks(fingerprints: Dict[str, str], when: str) -> None:
         what = '; '.join(f'{k} on rank(s) {v}' for k, v in differ.items())
         raise RuntimeError(
             f'distributed CTTA ranks diverged {when}: {what} differ from rank 0. '
-            'Every rank must start from the same weights and the same random '
-            'seed (randomness.diff_rank_seed must be False).')
+            'Every rank must start from the same weights and random seed '
+            '(randomness.diff_rank_seed must be False), and every update must be '
+            'the same on all ranks (a layer updating a parameter or buffer from '
+            "its rank's data alone, unsynchronised, makes them differ).")
 
 
 def rank_errors(error: Optional[BaseException]) -> List[Tuple[int, str]]:
