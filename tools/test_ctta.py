@@ -9,6 +9,10 @@ key layout, converts it in memory (as ``tools/convert_segformer_checkpoint.py``,
 with the same checks: MiT variant, head, class count) and logs that it did; NVlabs
 weights also get the original MiT LayerNorm epsilons. Writes
 ``ctta_results.{json,csv,md}`` to the work dir after every pass.
+
+On several GPUs (or CPU processes): ``tools/dist_test_ctta.sh CONFIG CHECKPOINT
+GPUS [options]`` runs this with ``--launcher pytorch`` under torchrun; the run
+equals one process with batch GPUS x the config's batch (README, "Multi-GPU").
 """
 import argparse
 import os
@@ -44,7 +48,9 @@ def parse_args(argv=None):
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config, key=value pairs, as in mmseg')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+                        default='none',
+                        help='job launcher (pytorch: torchrun, see '
+                        'tools/dist_test_ctta.sh)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:

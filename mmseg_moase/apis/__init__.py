@@ -1,3 +1,3 @@
-from .ctta import prepare_ctta_config, run_ctta
+from .ctta import build_ctta_runner, prepare_ctta_config, run_ctta
 
-__all__ = ['prepare_ctta_config', 'run_ctta']
+__all__ = ['build_ctta_runner', 'prepare_ctta_config', 'run_ctta']

@@ -6,6 +6,7 @@ from typing import Dict, Optional, Sequence
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from ..utils.dist import configure_dist, init_dist_cpu
 from ..utils.fileio import check_writable_dir
 
 
@@ -23,7 +24,9 @@ def prepare_ctta_config(config: str, checkpoint: str,
     become ``test_dataloader``, ``test_evaluator`` and a ``CTTALoop`` ``test_cfg``
     (so they combine with mmseg's own SegFormer configs, which define those keys).
     The checkpoint is loaded by the loop itself, which refuses a file whose keys do
-    not fit the model instead of warning like ``load_from`` would.
+    not fit the model instead of warning like ``load_from`` would. With a
+    launcher other than ``'none'`` the config is made runnable on CPUs too
+    (:func:`configure_dist`: gloo, a DDP wrapper without device ids).
     """
     if not osp.isfile(config):
         raise FileNotFoundError(f'config not found: {config}')
@@ -31,6 +34,8 @@ def prepare_ctta_config(config: str, checkpoint: str,
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    if launcher != 'none':
+        configure_dist(cfg)
     for key in ('ctta_stream', 'ctta_method'):
         if not cfg.get(key):
             raise ValueError(
@@ -68,8 +73,19 @@ def prepare_ctta_config(config: str, checkpoint: str,
     return cfg
 
 
+def build_ctta_runner(cfg: Config) -> Runner:
+    """The mmengine ``Runner`` of a prepared CTTA config.
+
+    With ``cfg.launcher='pytorch'`` on a machine without CUDA the gloo process
+    group is started first (:func:`init_dist_cpu`; mmengine's own start-up
+    needs CUDA); with CUDA mmengine starts it (NCCL, device ``LOCAL_RANK``).
+    """
+    check_writable_dir(cfg.work_dir)
+    init_dist_cpu(cfg.get('launcher', 'none'),
+                  (cfg.get('env_cfg') or {}).get('dist_cfg'))
+    return Runner.from_cfg(cfg)
+
+
 def run_ctta(cfg: Config) -> Dict[str, float]:
     """Build the runner and run the stream; returns the summary metrics."""
-    check_writable_dir(cfg.work_dir)
-    runner = Runner.from_cfg(cfg)
-    return runner.test()
+    return build_ctta_runner(cfg).test()

@@ -1,5 +1,5 @@
 """A sampler that walks a dataset in order, optionally from a given position."""
-from typing import Iterator, Sized
+from typing import Iterator, List, Sized, Tuple
 
 from mmengine.dist import get_dist_info
 from torch.utils.data import Sampler
@@ -15,6 +15,15 @@ class StreamSampler(Sampler):
     step, its share of the next W*b images: indices ``step*W*b + r*b ... + b-1``.
     So a step of W processes consumes exactly the images one process would with
     batch W*b, in order (not an interleaved shard of the whole dataset).
+
+    The last step of a pass may hold fewer than W*b images: the ranks share them
+    in the same order, so some ranks get fewer than b and, with fewer than W*b -
+    b + 1 images left, some get none. Such a rank still has to take part in the
+    step's collectives (gradient averaging, synchronised BatchNorm), so it
+    yields a *stand-in*: the step's first image, which the CTTA loop runs
+    through the method with zero weight (no gradient, no BatchNorm statistics)
+    and neither scores nor saves. :meth:`step_shares` tells the loop which steps
+    those are. Every rank therefore has one batch per global step.
 
     Args:
         dataset (Sized): The pass's dataset.
@@ -33,13 +42,32 @@ class StreamSampler(Sampler):
         self.global_batch = batch_size * self.world_size
         if start % self.global_batch:
             raise ValueError(f'StreamSampler start={start} is not a multiple of '
-                             f'the global batch {self.global_batch}')
+                             f'the global batch {self.global_batch} '
+                             f'({self.world_size} processes x batch '
+                             f'{batch_size}): resume with the numbers of '
+                             'processes and batch size of the interrupted run')
+
+    def step_shares(self) -> List[Tuple[int, int]]:
+        """``(images of the step on all ranks, on this rank)`` for every global
+        step; 0 on this rank means its batch of that step is a stand-in."""
+        n = len(self.dataset)
+        shares = []
+        for step_start in range(self.start, n, self.global_batch):
+            total = min(self.global_batch, n - step_start)
+            mine = min(max(total - self.rank * self.batch_size, 0),
+                       self.batch_size)
+            shares.append((total, mine))
+        return shares
 
     def _indices(self):
         n = len(self.dataset)
         for step_start in range(self.start, n, self.global_batch):
             lo = step_start + self.rank * self.batch_size
-            yield from range(lo, min(lo + self.batch_size, n))
+            hi = min(lo + self.batch_size, n)
+            if lo < hi:
+                yield from range(lo, hi)
+            else:  # no share in the last step: a stand-in, see the class doc
+                yield step_start
 
     def __iter__(self) -> Iterator[int]:
         return iter(list(self._indices()))

@@ -19,8 +19,18 @@ class CTTAIoUMetric(IoUMetric):
     Everything is computed by ``IoUMetric`` itself (``intersect_and_union`` per
     image, ``total_area_to_metrics`` over the pass, its per-class table in the log);
     this class only also returns the per-class IoU (in %, NaN for a class absent
-    from both prediction and label) that ``IoUMetric`` prints but does not return.
+    from both prediction and label) that ``IoUMetric`` prints but does not return,
+    and keeps each image's pixel counts in float64: they are whole numbers, so
+    their sums over a pass are exact in any order (float32 sums of counts past
+    2**24, e.g. 400 ACDC images, depend on the order, and a distributed run
+    gathers the images of its ranks in another order than one process).
     """
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        first = len(self.results)
+        super().process(data_batch, data_samples)
+        self.results[first:] = [tuple(t.double() for t in r)
+                                for r in self.results[first:]]
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         metrics = super().compute_metrics(results)

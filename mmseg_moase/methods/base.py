@@ -12,6 +12,7 @@ from torch import Tensor
 
 from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
+from ..utils.dist import average_gradients, world_size
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -104,6 +105,12 @@ class BaseCTTAMethod:
     Subclasses implement :meth:`step`. Everything a resumed run needs goes through
     :meth:`state_dict` / :meth:`load_state_dict`.
 
+    On several processes (``--launcher pytorch``) :meth:`update` averages the
+    gradients over the ranks before the optimiser step (the segmentor is used
+    unwrapped, so mmengine's DDP wrapper synchronises nothing), weighting each
+    rank by its share of the step's images (:meth:`set_step_share`), so every
+    rank takes the step one process would take on the whole global batch.
+
     Args:
         optim_wrapper (dict, optional): mmengine optimiser-wrapper config.
         view_index (int, optional): For multi-view (``TestTimeAug``) batches, which
@@ -126,6 +133,7 @@ class BaseCTTAMethod:
         self.teacher: Optional[nn.Module] = None
         self.optim_wrapper: Optional[OptimWrapper] = None
         self.skipped_updates = 0
+        self._share: Optional[Tuple[int, int]] = None
 
     # ----------------------------------------------------------------- set-up
     def setup(self, model: nn.Module) -> None:
@@ -189,14 +197,28 @@ class BaseCTTAMethod:
         samples = [SegDataSample(metainfo=s.metainfo) for s in samples]
         return unwrap(model).predict(inputs, samples)
 
+    def set_step_share(self, local: int, total: int) -> None:
+        """Images of the coming step on this rank (``local``; 0 for a stand-in
+        batch) and on all ranks together (``total``). The CTTA loop calls it
+        before every :meth:`step`; it only matters on several processes."""
+        if not 0 <= local <= total or total < 1:
+            raise ValueError(f'bad step share: {local} of {total} images')
+        self._share = (local, total)
+
     def update(self, loss: Tensor) -> bool:
         """One optimiser step on ``loss``; skipped if the loss or a gradient is
         not finite (the model then stays exactly as before).
+
+        On several processes every rank calls it once per step: the gradients
+        are averaged over the ranks (:meth:`_update_distributed`) and the skip
+        decision, taken on the averaged gradients, is the same on every rank.
 
         Returns:
             bool: whether the step was taken.
         """
         wrapper = self.optim_wrapper
+        if world_size() > 1:
+            return self._update_distributed(loss)
         if not torch.isfinite(loss):
             wrapper.zero_grad()
             self.skipped_updates += 1
@@ -206,6 +228,43 @@ class BaseCTTAMethod:
                  for p in g['params'] if p.grad is not None]
         # One host sync for all tensors, not one per tensor.
         if grads and not torch.stack([g.isfinite().all() for g in grads]).all():
+            wrapper.zero_grad()
+            self.skipped_updates += 1
+            return False
+        wrapper.step()
+        wrapper.zero_grad()
+        return True
+
+    def _update_distributed(self, loss: Tensor) -> bool:
+        """:meth:`update` on W processes: the step of one process with the
+        global batch.
+
+        The methods' losses are means over the images of the batch (per-image
+        means over equally many pixels, plus terms that do not depend on the
+        images, such as the HP loss). Rank r's loss is scaled by
+        ``W * n_r / N`` (``n_r`` of the step's ``N`` images are its own; a
+        stand-in has ``n_r = 0``), then :func:`average_gradients` sums the
+        ranks' gradients and divides by W: ``sum_r n_r/N * grad(loss_r)``, the
+        gradient of the mean over all N images. The scaling also makes
+        gradients through synchronised BatchNorm statistics
+        (:class:`CTTASyncBatchNorm`, whose backward pass sums over ranks)
+        exact. The backward pass runs even for a non-finite loss, so that every
+        rank takes part in the same collectives; the step is then skipped on
+        all of them.
+        """
+        wrapper = self.optim_wrapper
+        world = world_size()
+        local, total = self._share or (1, world)
+        finite = bool(torch.isfinite(loss))
+        if loss.requires_grad:
+            scale = world * local / total
+            wrapper.backward(loss if scale == 1 else loss * scale)
+        params = [p for g in wrapper.optimizer.param_groups for p in g['params']]
+        finite = average_gradients(params, contribute=local > 0,
+                                   loss_finite=finite)
+        grads = [p.grad for p in params if p.grad is not None]
+        if not finite or (grads and not torch.stack(
+                [g.isfinite().all() for g in grads]).all()):
             wrapper.zero_grad()
             self.skipped_updates += 1
             return False

@@ -11,7 +11,8 @@ def check_writable_dir(path: str) -> None:
     """
     try:
         os.makedirs(path, exist_ok=True)
-        probe = osp.join(path, '.write_test')
+        # One name per process: ranks of a distributed run probe at once.
+        probe = osp.join(path, f'.write_test.{os.getpid()}')
         with open(probe, 'w') as f:
             f.write('ok')
         os.remove(probe)

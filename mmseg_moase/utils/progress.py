@@ -26,10 +26,13 @@ class StreamProgress:
         done (int): Images already done (when resuming).
         interval (float): Seconds between printed lines off a terminal.
         stream (TextIO, optional): Defaults to ``sys.stdout``.
+        enabled (bool): Show anything at all (False on the ranks other than 0
+            of a distributed run, whose lines would interleave). Default True.
     """
 
     def __init__(self, total: int, done: int = 0, interval: float = 10.0,
-                 stream: Optional[TextIO] = None) -> None:
+                 stream: Optional[TextIO] = None, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.total = total
         self.done = done
         self.interval = interval
@@ -62,6 +65,8 @@ class StreamProgress:
                force: bool = False) -> None:
         self.done += n
         self.pass_done += n
+        if not self.enabled:
+            return
         now = time.perf_counter()
         if self.tty:
             if force or now - self.last_print > 0.5:

@@ -1,5 +1,6 @@
 """The continual test-time adaptation loop: rounds x domains, no reset."""
 import copy
+import contextlib
 import os
 import os.path as osp
 import random
@@ -8,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from mmengine.dist import is_main_process
+from mmengine.dist import all_gather_object, is_main_process
 from mmengine.logging import print_log
 from mmengine.runner import BaseLoop
 
@@ -17,8 +18,12 @@ from ...datasets.cityscapes_prep import missing_labels_error
 from ...evaluation.ctta_iou_metric import CTTAIoUMetric
 from ...evaluation.results import CTTAResults
 from ...methods.base import BaseCTTAMethod, unwrap
+from ...models.sync_bn import convert_ctta_sync_bn, stand_in_batch
 from ...registry import METHODS
 from ...utils.checkpoint import load_source_checkpoint
+from ...utils.dist import (check_same_on_all_ranks, raise_rank_errors,
+                           rank_errors, rng_fingerprint, state_fingerprint,
+                           world_size)
 from ...utils.fileio import check_writable_dir
 from ...utils.progress import StreamProgress
 from ..hooks.ema_teacher_hook import EMATeacherHook
@@ -69,6 +74,17 @@ class CTTALoop(BaseLoop):
     (batch size, workers, pipeline); each domain's ``dataset`` is merged over the
     template's.
 
+    On W processes (``tools/dist_test_ctta.sh``, mmengine's ``pytorch``
+    launcher) with per-process batch b, every step consumes the next W*b images
+    of the stream (:class:`StreamSampler`), the method averages gradients over
+    the ranks (:meth:`BaseCTTAMethod.update`), every BatchNorm becomes a
+    :class:`CTTASyncBatchNorm` (global test-batch statistics), and the metric
+    results are gathered by mmengine's evaluator: the run is that of one process
+    with batch W*b. A rank with no image in a pass's last step runs a stand-in
+    batch that counts for nothing. Errors met while loading or checking a batch
+    stop every rank (:func:`rank_errors`), and with ``check_sync`` the ranks'
+    weights, teacher and optimiser state are compared after every pass.
+
     Args:
         runner: The mmengine runner.
         dataloader (dict): Dataloader template (``test_dataloader``).
@@ -89,6 +105,10 @@ class CTTALoop(BaseLoop):
         tta_pipeline (list, optional): The multi-view (``TestTimeAug``) pipeline
             used instead of the template's for methods with ``multi_view=True``
             (CoTTA, MoASE with the CoTTA-style teacher).
+        check_sync (bool): On several processes, check that all ranks start
+            with the same weights and random state and hold the same method
+            state (student, teacher, optimiser) after every pass; raises if not.
+            Defaults to True.
     """
 
     def __init__(self, runner, dataloader: dict, evaluator, method: dict,
@@ -97,7 +117,8 @@ class CTTALoop(BaseLoop):
                  resume: bool = False, out_preds: Optional[str] = None,
                  out_preds_color: bool = False, progress_interval: float = 10.0,
                  check_labels: bool = True,
-                 tta_pipeline: Optional[list] = None) -> None:
+                 tta_pipeline: Optional[list] = None,
+                 check_sync: bool = True) -> None:
         self._runner = runner
         self.dataloader = None
         if not isinstance(dataloader, dict):
@@ -132,6 +153,7 @@ class CTTALoop(BaseLoop):
         self.progress_interval = progress_interval
         self.check_labels = check_labels
         self.tta_pipeline = copy.deepcopy(tta_pipeline)
+        self.check_sync = check_sync
         self.method: Optional[BaseCTTAMethod] = None
         self.results: Optional[CTTAResults] = None
         self.datasets: Dict[str, Any] = {}
@@ -197,9 +219,17 @@ class CTTALoop(BaseLoop):
         self.datasets = {d['name']: self._build_dataset(d) for d in self.domains}
         self._check_classes(model)
 
+        if world_size() > 1:
+            # Test-batch statistics of the global batch (TENT, NormStat); the
+            # same tensors, so the checkpoint just loaded stays in place.
+            convert_ctta_sync_bn(model)
         runner.call_hook('before_test')
         runner.call_hook('before_test_epoch')
         self.method.setup(runner.model)
+        if self.check_sync:
+            check_same_on_all_ranks(
+                dict(weights=state_fingerprint(model.state_dict()),
+                     random_state=rng_fingerprint()), 'at the start')
         self.results = CTTAResults(type(self.method).__name__,
                                    [d['name'] for d in self.domains],
                                    self.rounds, runner.work_dir)
@@ -211,7 +241,9 @@ class CTTALoop(BaseLoop):
             total=sum(lengths),
             done=sum(lengths[:first_pass]) +
             (resume_state['image_idx'] if resume_state else 0),
-            interval=self.progress_interval)
+            interval=self.progress_interval,
+            # Rank 0 only; its running mIoU is of rank 0's share of the images.
+            enabled=is_main_process())
         for p, (r, domain) in enumerate(passes):
             if p < first_pass:
                 continue
@@ -254,15 +286,25 @@ class CTTALoop(BaseLoop):
         # by the DataLoader, so a resumed run draws exactly the same numbers.
         loader_cfg['generator'] = torch.Generator()
         loader = runner.build_dataloader(loader_cfg, seed=runner.seed)
+        shares = loader.sampler.step_shares()
         # mmengine's logger/timer hooks read len(runner.test_dataloader).
         self.dataloader = loader
         evaluator = runner.build_evaluator(copy.deepcopy(self.evaluator_cfg))
         evaluator.dataset_meta = dataset.metainfo
+        if world_size() > 1:
+            for metric in evaluator.metrics:  # not mmengine's ./.dist_test
+                if getattr(metric, 'collect_device', None) == 'cpu' and \
+                        getattr(metric, 'collect_dir', None) is None:
+                    metric.collect_dir = osp.join(runner.work_dir,
+                                                  '.dist_collect')
         runner.visualizer.dataset_meta = dataset.metainfo
 
         if state:
             for metric, results in zip(evaluator.metrics, state['metric_results']):
-                metric.results = [_tuplify(r) for r in results]
+                # Saved gathered from all ranks: rank 0 takes them all (the
+                # evaluator gathers them to rank 0 at the pass end anyway).
+                metric.results = [_tuplify(r) for r in results] \
+                    if is_main_process() else []
             method.load_state_dict(state['method'])
             self.results.load_state_dict(state['results'])
             seconds = state['seconds']
@@ -287,30 +329,50 @@ class CTTALoop(BaseLoop):
         if state:
             _set_rng_state(state['rng'])
         t0 = time.perf_counter()
-        for batch_idx, data_batch in enumerate(it):
+        for batch_idx, (n_step, n_local) in enumerate(shares):
+            # Every rank gets here once per global step: an error loading or
+            # checking a batch on any rank stops all of them (none is left
+            # waiting in a collective), after the progress so far is saved.
+            error: Optional[BaseException] = None
             try:
-                if self.check_labels:
+                data_batch = next(it)
+                if self.check_labels and n_local:
                     self._check_batch_labels(data_batch, name, dataset)
-            except StreamDataError as e:
+            except Exception as e:  # noqa: BLE001  (re-raised below)
+                error = e
+            failures = rank_errors(error)
+            if failures:
                 self._save_state(pass_idx, done, evaluator,
                                  seconds + time.perf_counter() - t0, skipped0)
-                raise StreamDataError(
-                    f'{e} Progress up to image {done} of this pass is saved: fix '
-                    'the data and re-run with --resume.') from None
+                if isinstance(error, StreamDataError):
+                    raise StreamDataError(
+                        f'{error} Progress up to image {done} of this pass is '
+                        'saved: fix the data and re-run with --resume.') from None
+                raise_rank_errors(error, failures,
+                                  f'at image {done} of {label}')
+            stand_in = n_local == 0
+            method.set_step_share(n_local, n_step)
             runner.call_hook('before_test_iter', batch_idx=batch_idx,
                              data_batch=data_batch)
-            outputs = method.step(data_batch)
-            evaluator.process(data_samples=outputs, data_batch=data_batch)
-            if self.out_preds:
-                save_predictions(outputs, self.out_preds, round_idx, name,
-                                 dataset, color=self.out_preds_color)
+            with stand_in_batch() if stand_in else contextlib.nullcontext():
+                outputs = method.step(data_batch)
+            if stand_in:
+                outputs = []  # counts for nothing: not scored, not saved
+            else:
+                if len(outputs) != n_local:
+                    raise RuntimeError(
+                        f'{type(method).__name__}.step returned {len(outputs)} '
+                        f'outputs for a batch of {n_local} images')
+                evaluator.process(data_samples=outputs, data_batch=data_batch)
+                if self.out_preds:
+                    save_predictions(outputs, self.out_preds, round_idx, name,
+                                     dataset, color=self.out_preds_color)
             runner.call_hook('after_test_iter', batch_idx=batch_idx,
                              data_batch=data_batch, outputs=outputs)
             method.after_step()
-            n = len(outputs)
-            done += n
-            since_save += n
-            progress.update(n, miou_fn)
+            done += n_step
+            since_save += n_step
+            progress.update(n_step, miou_fn)
             if self.save_interval and since_save >= self.save_interval \
                     and done < len(dataset):
                 self._save_state(pass_idx, done, evaluator,
@@ -336,6 +398,10 @@ class CTTALoop(BaseLoop):
                   f'({record["images"]} images, {record["seconds"]:.1f}s, '
                   f'{record["skipped_updates"]} skipped updates)',
                   logger='current')
+        if self.check_sync:
+            check_same_on_all_ranks(
+                {k: state_fingerprint(v) for k, v in method.state_dict().items()},
+                f'after pass {pass_idx + 1} ({label})')
         self._save_state(pass_idx + 1, 0, None, 0.0, method.skipped_updates)
 
     # ---------------------------------------------------------- validation
@@ -372,6 +438,14 @@ class CTTALoop(BaseLoop):
 
     def _save_state(self, pass_idx: int, image_idx: int, evaluator,
                     seconds: float, skipped_at_start: int) -> None:
+        """Write the resume state (rank 0; every rank must call it: on several
+        processes the metric results are gathered from all of them)."""
+        metric_results = [list(m.results) for m in evaluator.metrics] \
+            if evaluator is not None else []
+        if world_size() > 1 and evaluator is not None:
+            parts = all_gather_object(metric_results)
+            metric_results = [[r for part in parts for r in part[k]]
+                              for k in range(len(metric_results))]
         if not is_main_process():
             return
         state = dict(
@@ -379,8 +453,7 @@ class CTTALoop(BaseLoop):
             pass_idx=pass_idx, image_idx=image_idx, seconds=seconds,
             skipped_at_start=skipped_at_start,
             method=self.method.state_dict(),
-            metric_results=[list(m.results) for m in evaluator.metrics]
-            if evaluator is not None else [],
+            metric_results=metric_results,
             results=self.results.state_dict(), rng=_rng_state())
         tmp = self.state_path + '.tmp'
         torch.save(state, tmp)
