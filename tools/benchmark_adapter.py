@@ -46,14 +46,6 @@ def build(backbone: str, adapters: bool, device: str):
     return model.to(device).eval()
 
 
-def _status_kb(field: str) -> int:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
 def measure_peak(backbone: str, adapters: bool, size, device: str) -> dict:
     """Peak memory of one forward (run in a fresh child process).
 
@@ -61,17 +53,17 @@ def measure_peak(backbone: str, adapters: bool, size, device: str) -> dict:
     ``/proc/self/clear_refs``), so it is the peak of the forward alone on top of the
     resident model, not of imports or model building. CUDA: max allocated.
     """
+    from mmseg_moase.utils.memory import proc_status_kb, reset_peak_rss
     model = build(backbone, adapters, device)
     x = torch.randn(1, 3, *size, device=device)
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')
-    base = _status_kb('VmRSS')
+    reset_peak_rss()
+    base = proc_status_kb('VmRSS')
     if device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
     with torch.no_grad():
         model._forward(x)
     cuda = torch.cuda.max_memory_allocated() if device == 'cuda' else 0
-    return dict(rss_before_kb=base, rss_peak_kb=_status_kb('VmHWM'),
+    return dict(rss_before_kb=base, rss_peak_kb=proc_status_kb('VmHWM'),
                 cuda_peak_bytes=cuda)
 
 

@@ -220,14 +220,6 @@ def run_pass(bench: Bench, device: str) -> Tuple[float, float]:
             sum(c for _, c in times) / len(times))
 
 
-def _status_kb(field_name: str) -> int:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field_name + ':'):
-                return int(line.split()[1])
-    raise KeyError(field_name)
-
-
 def measure_peak(variant: dict, size: Sequence[int], num_images: int,
                  warmup: int, device: str, threads: Optional[int]) -> dict:
     """Peak memory of one variant's CTTA iterations (call in a fresh process).
@@ -240,16 +232,16 @@ def measure_peak(variant: dict, size: Sequence[int], num_images: int,
         torch.set_num_threads(threads)
     import mmseg_moase  # noqa: F401
     import mmseg.models  # noqa: F401
-    base = _status_kb('VmRSS')
+    from mmseg_moase.utils.memory import proc_status_kb, reset_peak_rss
+    base = proc_status_kb('VmRSS')
     bench = build_bench(Variant(**variant), tuple(size), num_images, device)
     for _ in range(warmup):
         run_pass(bench, device)
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # reset VmHWM to the current RSS
+    reset_peak_rss()
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     run_pass(bench, device)
-    out = dict(rss_base_kb=base, rss_peak_kb=_status_kb('VmHWM'))
+    out = dict(rss_base_kb=base, rss_peak_kb=proc_status_kb('VmHWM'))
     if device.startswith('cuda'):
         out['peak_kb'] = torch.cuda.max_memory_allocated() // 1024
     else:

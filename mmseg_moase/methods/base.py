@@ -216,18 +216,22 @@ class BaseCTTAMethod:
         Returns:
             bool: whether the step was taken.
         """
-        wrapper = self.optim_wrapper
         if world_size() > 1:
             return self._update_distributed(loss)
         if not torch.isfinite(loss):
-            wrapper.zero_grad()
-            self.skipped_updates += 1
-            return False
-        wrapper.backward(loss)
+            return self._step_if_finite(False)
+        self.optim_wrapper.backward(loss)
+        return self._step_if_finite(True)
+
+    def _step_if_finite(self, loss_finite: bool) -> bool:
+        """The optimiser step if ``loss_finite`` and every gradient is finite,
+        else a skipped update; the gradients are cleared either way."""
+        wrapper = self.optim_wrapper
         grads = [p.grad for g in wrapper.optimizer.param_groups
                  for p in g['params'] if p.grad is not None]
         # One host sync for all tensors, not one per tensor.
-        if grads and not torch.stack([g.isfinite().all() for g in grads]).all():
+        if not loss_finite or (grads and not torch.stack(
+                [g.isfinite().all() for g in grads]).all()):
             wrapper.zero_grad()
             self.skipped_updates += 1
             return False
@@ -262,15 +266,7 @@ class BaseCTTAMethod:
         params = [p for g in wrapper.optimizer.param_groups for p in g['params']]
         finite = average_gradients(params, contribute=local > 0,
                                    loss_finite=finite)
-        grads = [p.grad for p in params if p.grad is not None]
-        if not finite or (grads and not torch.stack(
-                [g.isfinite().all() for g in grads]).all()):
-            wrapper.zero_grad()
-            self.skipped_updates += 1
-            return False
-        wrapper.step()
-        wrapper.zero_grad()
-        return True
+        return self._step_if_finite(finite)
 
     @staticmethod
     def scored(samples: Sequence[SegDataSample],
