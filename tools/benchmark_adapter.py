@@ -14,9 +14,7 @@ import copy
 import json
 import os
 import os.path as osp
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -24,6 +22,10 @@ import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from mmseg_moase.utils.benchmark import (machine_description,  # noqa: E402
+                                         min_median_max, proc_status_kb,
+                                         reset_peak_rss, run_in_child)
 
 CONFIGS = dict(
     b0=osp.join(ROOT, 'configs/_base_/models/segformer_mit-b0_moase.py'),
@@ -53,7 +55,6 @@ def measure_peak(backbone: str, adapters: bool, size, device: str) -> dict:
     ``/proc/self/clear_refs``), so it is the peak of the forward alone on top of the
     resident model, not of imports or model building. CUDA: max allocated.
     """
-    from mmseg_moase.utils.memory import proc_status_kb, reset_peak_rss
     model = build(backbone, adapters, device)
     x = torch.randn(1, 3, *size, device=device)
     reset_peak_rss()
@@ -69,13 +70,8 @@ def measure_peak(backbone: str, adapters: bool, size, device: str) -> dict:
 
 def child_peak(backbone: str, adapters: bool, size, device: str) -> dict:
     """:func:`measure_peak` in a fresh process (no allocator state carried over)."""
-    code = ('import json, sys; sys.path.insert(0, %r); '
-            'from tools.benchmark_adapter import measure_peak; '
-            'print(json.dumps(measure_peak(%r, %r, %r, %r)))') % (
-                ROOT, backbone, adapters, list(size), device)
-    out = subprocess.run([sys.executable, '-c', code], check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return run_in_child(ROOT, 'tools.benchmark_adapter', 'measure_peak',
+                        [backbone, adapters, list(size), device])
 
 
 def time_forward(model, x, device) -> float:
@@ -103,11 +99,7 @@ def main(argv=None):
                                                   'benchmark_adapter.json'))
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    machine = (f'{platform.processor() or platform.machine()}, '
-               f'{os.cpu_count()} CPUs, torch {torch.__version__} '
-               f'({torch.get_num_threads()} threads)')
-    if args.device == 'cuda':
-        machine += ', ' + torch.cuda.get_device_name()
+    machine = machine_description(args.device)
     rows = []
     for bb in args.backbones:
         stock, ours = build(bb, False, args.device), build(bb, True, args.device)
@@ -134,8 +126,7 @@ def main(argv=None):
             adapter_params=counts['adapters'],
             backbone_params=counts['backbone'],
             adapter_param_pct=100.0 * counts['adapters'] / counts['backbone'],
-            time_s={k: dict(min=min(v), median=statistics.median(v), max=max(v))
-                    for k, v in times.items()},
+            time_s={k: min_median_max(v) for k, v in times.items()},
             time_ratio=statistics.median(times['moase']) /
             statistics.median(times['stock']),
             memory=mem,

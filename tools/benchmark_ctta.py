@@ -40,9 +40,7 @@ import copy
 import json
 import os
 import os.path as osp
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -55,6 +53,10 @@ import torch
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from mmseg_moase.utils.benchmark import (machine_description,  # noqa: E402
+                                         min_median_max, proc_status_kb,
+                                         reset_peak_rss, run_in_child)
 
 METHOD_CONFIGS = ('baselines/source', 'baselines/norm_stat', 'baselines/tent',
                   'baselines/cotta', 'moase/moase')
@@ -232,14 +234,13 @@ def measure_peak(variant: dict, size: Sequence[int], num_images: int,
         torch.set_num_threads(threads)
     import mmseg_moase  # noqa: F401
     import mmseg.models  # noqa: F401
-    from mmseg_moase.utils.memory import proc_status_kb, reset_peak_rss
     base = proc_status_kb('VmRSS')
     bench = build_bench(Variant(**variant), tuple(size), num_images, device)
     for _ in range(warmup):
         run_pass(bench, device)
     reset_peak_rss()
     if device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_peak_memorymin_median_max()
     run_pass(bench, device)
     out = dict(rss_base_kb=base, rss_peak_kb=proc_status_kb('VmHWM'))
     if device.startswith('cuda'):
@@ -251,21 +252,12 @@ def measure_peak(variant: dict, size: Sequence[int], num_images: int,
 
 def child_peak(variant: Variant, args: argparse.Namespace) -> dict:
     """:func:`measure_peak` in a fresh child process."""
-    code = ('import json, sys; sys.path.insert(0, %r); '
-            'from tools.benchmark_ctta import measure_peak; '
-            'print(json.dumps(measure_peak(%r, %r, %r, %r, %r, %r)))') % (
-                ROOT, asdict(variant), list(args.size), args.images,
-                max(args.warmup, 1), args.device, args.threads)
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MALLOC_THRESHOLD),
                MALLOC_TRIM_THRESHOLD_=str(MALLOC_THRESHOLD))
-    out = subprocess.run([sys.executable, '-c', code], check=True,
-                         capture_output=True, text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def _stats(values: Sequence[float]) -> Dict[str, float]:
-    return dict(min=min(values), median=statistics.median(values),
-                max=max(values))
+    return run_in_child(
+        ROOT, 'tools.benchmark_ctta', 'measure_peak',
+        [asdict(variant), list(args.size), args.images, max(args.warmup, 1),
+         args.device, args.threads], env=env)
 
 
 def _verdict(value: Optional[float], target: Optional[float]) -> str:
@@ -342,11 +334,7 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = expand_variants(args.configs, args.moase_teachers)
-    machine = (f'{platform.processor() or platform.machine()}, '
-               f'{os.cpu_count()} CPUs, torch {torch.__version__} '
-               f'({torch.get_num_threads()} threads)')
-    if args.device.startswith('cuda'):
-        machine += ', ' + torch.cuda.get_device_name()
+    machine = machine_description(args.device)
     size = tuple(args.size)
     benches = [build_bench(v, size, args.images, args.device) for v in variants]
     times: Dict[str, List[float]] = {v.label: [] for v in variants}
@@ -372,9 +360,9 @@ def main(argv=None) -> None:
     for v in variants:
         row = dict(label=v.label, config=osp.relpath(v.config, ROOT),
                    overrides=v.overrides, views=views[v.label],
-                   seconds_per_image=_stats(times[v.label]),
+                   seconds_per_image=min_median_max(times[v.label]),
                    time_ratio=statistics.median(times[v.label]) / ref_time,
-                   cpu_seconds_per_image=_stats(cpu_times[v.label]),
+                   cpu_seconds_per_image=min_median_max(cpu_times[v.label]),
                    cpu_time_ratio=statistics.median(cpu_times[v.label]) /
                    ref_cpu)
         if not args.no_memory:
