@@ -47,25 +47,25 @@ class StreamSampler(Sampler):
                              f'{batch_size}): resume with the numbers of '
                              'processes and batch size of the interrupted run')
 
-    def step_shares(self) -> List[Tuple[int, int]]:
-        """``(images of the step on all ranks, on this rank)`` for every global
-        step; 0 on this rank means its batch of that step is a stand-in."""
+    def _steps(self) -> Iterator[Tuple[int, int, int, int]]:
+        """``(first image of the step, images of the step on all ranks, this
+        rank's first image, images on this rank)`` for every global step."""
         n = len(self.dataset)
-        shares = []
         for step_start in range(self.start, n, self.global_batch):
             total = min(self.global_batch, n - step_start)
             mine = min(max(total - self.rank * self.batch_size, 0),
                        self.batch_size)
-            shares.append((total, mine))
-        return shares
+            yield step_start, total, step_start + self.rank * self.batch_size, mine
 
-    def _indices(self):
-        n = len(self.dataset)
-        for step_start in range(self.start, n, self.global_batch):
-            lo = step_start + self.rank * self.batch_size
-            hi = min(lo + self.batch_size, n)
-            if lo < hi:
-                yield from range(lo, hi)
+    def step_shares(self) -> List[Tuple[int, int]]:
+        """``(images of the step on all ranks, on this rank)`` for every global
+        step; 0 on this rank means its batch of that step is a stand-in."""
+        return [(total, mine) for _, total, _, mine in self._steps()]
+
+    def _indices(self) -> Iterator[int]:
+        for step_start, _, lo, mine in self._steps():
+            if mine:
+                yield from range(lo, lo + mine)
             else:  # no share in the last step: a stand-in, see the class doc
                 yield step_start
 

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
-from ..utils.dist import average_gradients, world_size
+from ..utils.dist import average_gradients, is_distributed, world_size
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -216,7 +216,7 @@ class BaseCTTAMethod:
         Returns:
             bool: whether the step was taken.
         """
-        if world_size() > 1:
+        if is_distributed():
             return self._update_distributed(loss)
         if not torch.isfinite(loss):
             return self._step_if_finite(False)

@@ -110,10 +110,8 @@ def convert_ctta_sync_bn(module: nn.Module) -> nn.Module:
             not isinstance(module, CTTASyncBatchNorm):
         new = CTTASyncBatchNorm(module.num_features, module.eps, module.momentum,
                                 module.affine, module.track_running_stats)
-        for name in ('weight', 'bias'):
-            if getattr(module, name, None) is not None:
-                setattr(new, name, getattr(module, name))
-        for name in ('running_mean', 'running_var', 'num_batches_tracked'):
+        for name in ('weight', 'bias', 'running_mean', 'running_var',
+                     'num_batches_tracked'):
             if getattr(module, name, None) is not None:
                 setattr(new, name, getattr(module, name))
         new.train(module.training)

@@ -21,9 +21,9 @@ from ...methods.base import BaseCTTAMethod, unwrap
 from ...models.sync_bn import convert_ctta_sync_bn, stand_in_batch
 from ...registry import METHODS
 from ...utils.checkpoint import load_source_checkpoint
-from ...utils.dist import (check_same_on_all_ranks, raise_rank_errors,
-                           rank_errors, rng_fingerprint, state_fingerprint,
-                           world_size)
+from ...utils.dist import (check_same_on_all_ranks, is_distributed,
+                           raise_rank_errors, rank_errors, rng_fingerprint,
+                           state_fingerprint)
 from ...utils.fileio import check_writable_dir
 from ...utils.progress import StreamProgress
 from ..hooks.ema_teacher_hook import EMATeacherHook
@@ -219,7 +219,7 @@ class CTTALoop(BaseLoop):
         self.datasets = {d['name']: self._build_dataset(d) for d in self.domains}
         self._check_classes(model)
 
-        if world_size() > 1:
+        if is_distributed():
             # Test-batch statistics of the global batch (TENT, NormStat); the
             # same tensors, so the checkpoint just loaded stays in place.
             convert_ctta_sync_bn(model)
@@ -291,7 +291,7 @@ class CTTALoop(BaseLoop):
         self.dataloader = loader
         evaluator = runner.build_evaluator(copy.deepcopy(self.evaluator_cfg))
         evaluator.dataset_meta = dataset.metainfo
-        if world_size() > 1:
+        if is_distributed():
             for metric in evaluator.metrics:  # not mmengine's ./.dist_test
                 if getattr(metric, 'collect_device', None) == 'cpu' and \
                         getattr(metric, 'collect_dir', None) is None:
@@ -442,7 +442,7 @@ class CTTALoop(BaseLoop):
         processes the metric results are gathered from all of them)."""
         metric_results = [list(m.results) for m in evaluator.metrics] \
             if evaluator is not None else []
-        if world_size() > 1 and evaluator is not None:
+        if is_distributed() and evaluator is not None:
             parts = all_gather_object(metric_results)
             metric_results = [[r for part in parts for r in part[k]]
                               for k in range(len(metric_results))]
