@@ -1,3 +1,4 @@
+from .fused_segformer_head import FusedSegformerHead
 from .segformer_original_head import LinearEmbed, SegformerOriginalHead
 
-__all__ = ['LinearEmbed', 'SegformerOriginalHead']
+__all__ = ['FusedSegformerHead', 'LinearEmbed', 'SegformerOriginalHead']

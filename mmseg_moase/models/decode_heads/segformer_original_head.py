@@ -19,6 +19,7 @@ from torch import Tensor
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
+from .fused_segformer_head import apply_fuse_before_resize, check_fusable
 
 
 class LinearEmbed(nn.Module):
@@ -85,6 +86,13 @@ class SegformerOriginalHead(BaseDecodeHead):
             loss and prediction resizes, as in mmseg's SegformerHead; the original
             hard-codes False internally, which is the default here and the value of
             every SegFormer config.
+        fuse_before_resize (bool): Apply the fuse convolution to every stage's
+            embedding before the resize and sum (see
+            :mod:`~mmseg_moase.models.decode_heads.fused_segformer_head`): same
+            parameters, outputs equal up to float rounding, about a third less
+            compute for MiT-B0 and no ``N * channels`` concatenation at stage-1
+            resolution. ``False`` keeps the original's order of operations.
+            Defaults to False.
 
     Raises:
         ValueError: ``norm_cfg`` is None, or ``in_channels`` and ``in_index`` do
@@ -98,7 +106,10 @@ class SegformerOriginalHead(BaseDecodeHead):
         ...             align_corners=False)
     """
 
-    def __init__(self, interpolate_mode: str = 'bilinear', **kwargs) -> None:
+    def __init__(self,
+                 interpolate_mode: str = 'bilinear',
+                 fuse_before_resize: bool = False,
+                 **kwargs) -> None:
         if kwargs.get('input_transform', 'multiple_select') != 'multiple_select':
             raise ValueError(
                 'SegformerOriginalHead fixes input_transform to '
@@ -129,6 +140,9 @@ class SegformerOriginalHead(BaseDecodeHead):
             conv_cfg=self.conv_cfg,
             norm_cfg=self.norm_cfg,
             act_cfg=self.act_cfg)
+        self.fuse_before_resize = fuse_before_resize
+        if fuse_before_resize:
+            check_fusable(self.linear_fuse, type(self).__name__)
 
     @property
     def linear_embeds(self) -> List[LinearEmbed]:
@@ -148,6 +162,12 @@ class SegformerOriginalHead(BaseDecodeHead):
         """
         feats: List[Tensor] = self._transform_inputs(inputs)
         size: Tuple[int, int] = tuple(feats[0].shape[2:])
+        if self.fuse_before_resize:
+            embeds = [proj(x) for x, proj in zip(feats, self.linear_embeds)]
+            n = len(embeds)  # the original concatenates [eN, ..., e1]
+            return apply_fuse_before_resize(
+                embeds, self.linear_fuse, [n - 1 - i for i in range(n)], size,
+                self.interpolate_mode, self.align_corners)
         embeds = []
         for i, (x, proj) in enumerate(zip(feats, self.linear_embeds)):
             e = proj(x)
