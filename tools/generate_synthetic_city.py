@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmseg_moase.datasets.synthetic_city import (  # noqa: E402
-    generate_synthetic_city, render_preview)
+    CLASS_SETS, generate_synthetic_city, render_preview)
 
 
 def parse_args(argv=None):
@@ -28,7 +28,7 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0, help='random seed')
     parser.add_argument('--size', type=int, nargs=2, default=(128, 256),
                         metavar=('H', 'W'), help='image height and width')
-    parser.add_argument('--num-train', type=int, default=300,
+    parser.add_argument('--num-train', type=int, default=1200,
                         help='clear-weather training images')
     parser.add_argument('--num-val', type=int, default=50,
                         help='clear-weather validation images')
@@ -36,10 +36,11 @@ def parse_args(argv=None):
                         help='images per adverse condition')
     parser.add_argument('--severity', type=float, default=0.7,
                         help='strength of the adverse conditions in [0, 1]')
-    parser.add_argument('--class-set', choices=('benchmark', 'full'),
+    parser.add_argument('--class-set', choices=CLASS_SETS,
                         default='benchmark',
-                        help="'benchmark': 14 classes (default); 'full': also "
-                        'traffic lights, riders, bicycles and motorcycles')
+                        help="'benchmark': 12 classes (default); 'extended': "
+                        "also walls and trucks (14); 'full': also traffic "
+                        'lights, riders, bicycles and motorcycles (18)')
     parser.add_argument('--force', action='store_true',
                         help='replace an existing, different data set in OUT_DIR')
     parser.add_argument('--preview', metavar='PNG',

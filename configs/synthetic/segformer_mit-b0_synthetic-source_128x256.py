@@ -3,25 +3,34 @@
 # training machinery. Inherits mmseg's SegFormer-B0 Cityscapes config (through the
 # CPU model base).
 #
-# Recipe, chosen by measurement on 2 cores (clean val mIoU, 14 classes):
+# Recipe, chosen by measurement on 2 cores (clean val mIoU; 300 training images
+# and mmseg's SegformerHead unless said otherwise):
+#   14 classes (the 'extended' class set):
 #   128x256 crops, batch 8, 650 it, lr 1e-3, PhotoMetricDistortion   49.7
 #   128x128 crops, batch 8, 1000 it, lr 1e-3, PhotoMetricDistortion  48.5
 #   128x128 crops, batch 8, 900 it, lr 3e-3, no photometric jitter   50.6
 #   128x128 crops, batch 4, 1800 it, lr 3e-3, no photometric jitter  51.6 (~10 min)
 #   128x128 crops, batch 8, 800 it, lr 3e-3, no jitter                48.3
-#     + no stochastic depth, no head dropout (shipped)                51.4
+#     + no stochastic depth, no head dropout                          51.4
 #     + head lr x5                                                    50.2
-# Half-width crops halve the cost of an iteration at no loss; the from-scratch
-# model underfits (the loss still falls at the end), so a higher learning rate and
-# no regularisation (colour jitter, stochastic depth, dropout) help a little. The
-# training length is what the 20-minute budget of the whole benchmark leaves.
+#   the fused head (same model, ~1/3 less time per iteration):
+#   128x128 crops, batch 8, 1200 it (no stochastic depth, dropout)   54.3
+#     + 1200 training images                                          55.7
+#     + 128x256 crops, batch 4, 1300 it                               54.6
+#     + 128x128 crops, batch 4, 2400 it                               56.6
+#   12 classes (the 'benchmark' class set, walls drawn as fences, trucks as buses):
+#   128x128 crops, batch 4, 2400 it, 1200 training images (shipped)  61.5
+# The from-scratch model underfits (the loss still falls at the end): a higher
+# learning rate, no regularisation (colour jitter, stochastic depth, dropout), more
+# and smaller steps help. The training length is what the 20-minute budget of the
+# whole benchmark leaves.
 _base_ = '../_base_/models/segformer_mit-b0_cpu.py'
 
 custom_imports = dict(imports=['mmseg_moase'], allow_failed_imports=False)
 
 data_root = 'data/synthetic_city'
 crop_size = (128, 128)
-max_iters = 800  # ~8 min on 2 cores (0.56 s per batch of 8 crops)
+max_iters = 2400  # ~8 min on 2 cores (~0.2 s per batch of 4 crops)
 
 # The model underfits in this budget: no stochastic depth, no dropout before the
 # classifier (mmseg's SegFormer default: 0.1 each).
@@ -48,7 +57,7 @@ test_pipeline = [
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(
-    batch_size=8,
+    batch_size=4,
     num_workers=2,
     persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
@@ -73,7 +82,12 @@ test_dataloader = val_dataloader
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=3e-3, betas=(0.9, 0.999), weight_decay=0.01),
+    optimizer=dict(
+        type='AdamW',
+        lr=3e-3,
+        betas=(0.9, 0.999),
+        weight_decay=0.01,
+        fused=True),  # one kernel per step: a quarter of the time of the loop
     paramwise_cfg=dict(custom_keys={
         'pos_block': dict(decay_mult=0.),
         'norm': dict(decay_mult=0.)
@@ -98,3 +112,4 @@ default_hooks = dict(
         interval=max_iters,
         max_keep_ckpts=1,
         save_last=True))
+randomness = dict(seed=0)  # the same source model on every run

@@ -47,11 +47,14 @@ __all__ = [
     'generate_synthetic_city', 'render_preview'
 ]
 
-GENERATOR_VERSION = '2.0.0'
-#: ``'benchmark'``: the 14 classes the benchmark scores (no traffic lights, riders,
-#: bicycles, motorcycles: at 128x256 they are a few pixels wide);
-#: ``'full'``: all 18 Cityscapes classes that occur in a street (not train).
-CLASS_SETS = ('benchmark', 'full')
+GENERATOR_VERSION = '2.1.0'
+#: ``'benchmark'``: the 12 classes the benchmark scores: road, sidewalk, building,
+#: fence, pole, traffic sign, vegetation, terrain, sky, person, car, bus (boundary
+#: walls are drawn as fences, trucks as buses);
+#: ``'extended'``: those plus wall and truck (14 classes);
+#: ``'full'``: all 18 Cityscapes classes that occur in a street (not train; adds
+#: traffic lights, riders, bicycles and motorcycles, a few pixels wide at 128x256).
+CLASS_SETS = ('benchmark', 'extended', 'full')
 CONDITIONS = ('fog', 'night', 'rain', 'snow')
 SKY_DEPTH = 1000.0  # metres written into the depth map for sky pixels
 
@@ -1060,7 +1063,7 @@ class _Block:
     boundary: Optional[str]
 
 
-def _blocks(rng: np.random.Generator, zmax: float) -> List[_Block]:
+def _blocks(rng: np.random.Generator, zmax: float, walls: bool) -> List[_Block]:
     out = []
     z = rng.uniform(-8.0, 0.0)
     while z < zmax:
@@ -1073,6 +1076,8 @@ def _blocks(rng: np.random.Generator, zmax: float) -> List[_Block]:
         boundary = None
         if (setback > 0.8 or not building) and rng.random() < 0.45:
             boundary = str(rng.choice(['wall', 'fence', 'hedge', 'fence']))
+            if boundary == 'wall' and not walls:
+                boundary = 'fence'
         out.append(_Block(z, z + length, building, setback, ground, height, boundary))
         z += length
     return out
@@ -1087,8 +1092,9 @@ def render_scene(rng: np.random.Generator, size: Tuple[int, int] = (128, 256),
         size: ``(height, width)`` in pixels.
         hood: Force the ego vehicle's bonnet (label 255) on or off; random when
             None.
-        class_set: ``'benchmark'`` (14 classes: no traffic lights, riders or
-            two-wheelers) or ``'full'`` (18 classes), see :data:`CLASS_SETS`.
+        class_set: ``'benchmark'`` (12 classes), ``'extended'`` (14: also
+            walls and trucks) or ``'full'`` (18: also traffic lights, riders and
+            two-wheelers), see :data:`CLASS_SETS`.
 
     Returns:
         The :class:`Scene` (image, labels, depth, lights, ...).
@@ -1096,6 +1102,7 @@ def render_scene(rng: np.random.Generator, size: Tuple[int, int] = (128, 256),
     if class_set not in CLASS_SETS:
         raise ValueError(f'class_set must be one of {CLASS_SETS}, got {class_set!r}')
     full = class_set == 'full'
+    walls = trucks = class_set != 'benchmark'
     H, W = int(size[0]), int(size[1])
     # A narrow field of view keeps poles, signs and persons several pixels wide
     # at 128x256 (SegFormer predicts at 1/4 resolution).
@@ -1116,12 +1123,14 @@ def render_scene(rng: np.random.Generator, size: Tuple[int, int] = (128, 256),
     edge = [rw_l, rw_r]  # index 0: left, 1: right
     outer = [edge[i] + pw[i] + sw[i] for i in range(2)]
     zmax = rng.uniform(90, 170)
-    blocks = [_blocks(rng, zmax), _blocks(rng, zmax)]
+    blocks = [_blocks(rng, zmax, walls), _blocks(rng, zmax, walls)]
     # make sure a wall or fence and a terrain patch exist near the camera
     near = [(i, b) for i in range(2) for b in blocks[i] if 2 < b.z0 < 40]
     if near and not any(b.boundary in ('wall', 'fence') for _, b in near):
         _, b = near[int(rng.integers(len(near)))]
         b.setback, b.boundary = max(b.setback, 1.5), str(rng.choice(['wall', 'fence']))
+        if not walls:
+            b.boundary = 'fence'
     if near and pw == [0.0, 0.0] and not any(b.ground == TERRAIN for _, b in near):
         _, b = near[int(rng.integers(len(near)))]
         b.setback, b.ground = max(b.setback, 2.0), TERRAIN
@@ -1237,6 +1246,8 @@ def render_scene(rng: np.random.Generator, size: Tuple[int, int] = (128, 256),
     special = str(rng.choice(['truck', 'bus', 'bicycle', 'motorcycle'],
                              p=[0.3, 0.3, 0.3, 0.1]) if full else
                   rng.choice(['truck', 'bus']))
+    if special == 'truck' and not trucks:
+        special = 'bus'
     placed: List[Tuple[float, float, float]] = []  # (x, z0, z1)
     n_cars = int(rng.integers(2, 8))
     jobs = []
@@ -1869,7 +1880,7 @@ class _Progress:
 
 def generate_synthetic_city(out_root: str, seed: int = 0,
                             size: Tuple[int, int] = (128, 256),
-                            num_source_train: int = 300,
+                            num_source_train: int = 1200,
                             num_source_val: int = 50, num_target: int = 40,
                             severity: float = 0.7, class_set: str = 'benchmark',
                             force: bool = False,
