@@ -32,7 +32,7 @@ def main(argv=None):
                    help='generated image size (default 128 256)')
     p.add_argument('--num-train', type=int, help='source training images')
     p.add_argument('--num-val', type=int, help='source val images')
-    p.add_argument('--num-target', type=int, help='images per condition (20)')
+    p.add_argument('--num-target', type=int, help='images per condition (16)')
     args = p.parse_args(argv)
     gen = {}
     if args.size:
