@@ -17,6 +17,7 @@
 #   128x128 crops, batch 8, 1200 it (no stochastic depth, dropout)   54.3
 #     + 1200 training images                                          55.7
 #     + 128x256 crops, batch 4, 1300 it                               54.6
+#       + lr 5e-3 (not tried on the 12 classes yet)                   57.3
 #     + 128x128 crops, batch 4, 2400 it                               56.6
 #   12 classes (the 'benchmark' class set, walls drawn as fences, trucks as buses):
 #   128x128 crops, batch 4, 2400 it, 1200 training images      61.5, 61.3 (seed 0)
