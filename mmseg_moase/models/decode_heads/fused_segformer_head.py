@@ -56,8 +56,8 @@ def check_fusable(fuse: ConvModule, owner: str) -> None:
 
 
 def apply_fuse_before_resize(embeds: Sequence[Tensor], fuse: ConvModule,
-                       blocks: Sequence[int], size: Tuple[int, int], mode: str,
-                       align_corners: bool) -> Tensor:
+                             blocks: Sequence[int], size: Tuple[int, int],
+                             mode: str, align_corners: bool) -> Tensor:
     """``fuse(cat[resize(e) for e in embeds in block order])``, fuse conv first.
 
     Args:
