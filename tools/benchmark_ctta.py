@@ -240,7 +240,7 @@ def measure_peak(variant: dict, size: Sequence[int], num_images: int,
         run_pass(bench, device)
     reset_peak_rss()
     if device.startswith('cuda'):
-        torch.cuda.reset_peak_memorymin_median_max()
+        torch.cuda.reset_peak_memory_stats()
     run_pass(bench, device)
     out = dict(rss_base_kb=base, rss_peak_kb=proc_status_kb('VmHWM'))
     if device.startswith('cuda'):
