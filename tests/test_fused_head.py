@@ -116,3 +116,17 @@ def test_fused_head_refuses_a_fuse_layer_it_cannot_reorder():
     with pytest.raises(ValueError, match="order \\('norm', 'conv', 'act'\\)"):
         check_fusable(pre_norm, 'X')
     check_fusable(ConvModule(8, 4, 1, norm_cfg=dict(type='BN')), 'X')
+
+
+def test_nvlabs_fused_head_folds_the_linear_projections():
+    """With fuse_before_resize the bare linear_c{i} are folded into the fuse
+    convolution: no channels-wide embedding is computed (their forward never
+    runs), and the logits still match the original order (checked above)."""
+    _, fused = head_pair('original', False)
+    calls = []
+    for proj in fused.linear_embeds:
+        proj.register_forward_hook(lambda *args: calls.append(1))
+    fused.eval()
+    with torch.no_grad():
+        fused(features())
+    assert calls == []

@@ -20,7 +20,7 @@ resolution, costs about a third, and the backward keeps no concatenated tensor.
 The parameters are the same tensors, so checkpoints load either way; the outputs
 differ from the concatenating head only by float rounding (summation order).
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -55,13 +55,25 @@ def check_fusable(fuse: ConvModule, owner: str) -> None:
             f'{tuple(fuse.order)}); set fuse_before_resize=False for this conv_cfg')
 
 
-def apply_fuse_before_resize(embeds: Sequence[Tensor], fuse: ConvModule,
-                             blocks: Sequence[int], size: Tuple[int, int],
-                             mode: str, align_corners: bool) -> Tensor:
+def apply_fuse_before_resize(
+        embeds: Sequence[Tensor], fuse: ConvModule, blocks: Sequence[int],
+        size: Tuple[int, int], mode: str, align_corners: bool,
+        projections: Optional[Sequence[Tuple[Tensor, Optional[Tensor]]]] = None
+) -> Tensor:
     """``fuse(cat[resize(e) for e in embeds in block order])``, fuse conv first.
 
+    With ``projections`` the embeddings are ``P_i(x_i) = A_i @ x_i + b_i`` of the
+    given inputs ``x_i``, an affine map with nothing between it and the fuse
+    convolution (the NVlabs head's bare ``nn.Linear`` projections). Then the
+    two maps are one: ``W_i @ P_i(x) = (W_i @ A_i) @ x + W_i @ b_i``, applied as
+    a single ``in_i -> out`` 1x1 convolution at the stage's resolution, and the
+    biases (constant maps, which the resize leaves constant) are added once
+    after the sum. No ``C``-channel embedding is ever computed, and stage 1
+    maps its ``in_1`` channels straight to ``out``.
+
     Args:
-        embeds (Sequence[Tensor]): Per-stage projections ``(B, C, H_i, W_i)``.
+        embeds (Sequence[Tensor]): Per-stage projections ``(B, C, H_i, W_i)``;
+            with ``projections``, the inputs of those projections.
         fuse (ConvModule): 1x1 conv over ``len(embeds) * C`` channels, then norm
             and activation (see :func:`check_fusable`).
         blocks (Sequence[int]): For each embed, the index of its ``C``-channel
@@ -70,6 +82,9 @@ def apply_fuse_before_resize(embeds: Sequence[Tensor], fuse: ConvModule,
         size (Tuple[int, int]): Output size (that of stage 1).
         mode (str): Interpolation mode of the resize.
         align_corners (bool): ``align_corners`` of the resize.
+        projections (Sequence[Tuple[Tensor, Tensor | None]], optional): Per
+            embed, the weight ``(C, in_i)`` and bias ``(C,)`` (or None) of an
+            affine projection to fold into the fuse convolution.
 
     Returns:
         Tensor: ``(B, out_channels, *size)``.
@@ -77,14 +92,22 @@ def apply_fuse_before_resize(embeds: Sequence[Tensor], fuse: ConvModule,
     conv = fuse.conv
     c = conv.in_channels // len(embeds)
     out = None
-    for e, k in zip(embeds, blocks):
-        z = F.conv2d(e, conv.weight[:, k * c:(k + 1) * c])
+    bias = conv.bias
+    for i, (e, k) in enumerate(zip(embeds, blocks)):
+        w = conv.weight[:, k * c:(k + 1) * c]
+        if projections is not None:
+            a, b = projections[i]
+            w2 = w.flatten(1)  # (out, C)
+            if b is not None:
+                wb = w2 @ b
+                bias = wb if bias is None else bias + wb
+            w = (w2 @ a)[:, :, None, None]
+        z = F.conv2d(e, w)
         if tuple(z.shape[2:]) != tuple(size):
             z = resize(z, size=size, mode=mode, align_corners=align_corners)
-        # In place: neither conv2d nor interpolate saves its output for backward.
         out = z if out is None else out.add_(z)
-    if conv.bias is not None:
-        out = out + conv.bias.view(1, -1, 1, 1)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
     if fuse.with_norm:
         out = fuse.norm(out)
     if fuse.with_activation:

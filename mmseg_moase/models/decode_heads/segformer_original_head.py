@@ -88,9 +88,12 @@ class SegformerOriginalHead(BaseDecodeHead):
             every SegFormer config.
         fuse_before_resize (bool): Apply the fuse convolution to every stage's
             embedding before the resize and sum (see
-            :mod:`~mmseg_moase.models.decode_heads.fused_segformer_head`): same
-            parameters, outputs equal up to float rounding, about a third less
-            compute for MiT-B0 and no ``N * channels`` concatenation at stage-1
+            :mod:`~mmseg_moase.models.decode_heads.fused_segformer_head`), with
+            each bare ``linear_c{i}`` folded into its block of the fuse
+            convolution (two linear maps in a row are one: stage i maps its
+            ``in_channels[i]`` straight to ``channels``). Same parameters,
+            outputs equal up to float rounding; no ``N * channels``
+            concatenation and no ``channels``-wide embedding at stage-1
             resolution. ``False`` keeps the original's order of operations.
             Defaults to False.
 
@@ -163,11 +166,13 @@ class SegformerOriginalHead(BaseDecodeHead):
         feats: List[Tensor] = self._transform_inputs(inputs)
         size: Tuple[int, int] = tuple(feats[0].shape[2:])
         if self.fuse_before_resize:
-            embeds = [proj(x) for x, proj in zip(feats, self.linear_embeds)]
-            n = len(embeds)  # the original concatenates [eN, ..., e1]
+            # The bare linear projections fold into the fuse convolution.
+            n = len(feats)  # the original concatenates [eN, ..., e1]
             return apply_fuse_before_resize(
-                embeds, self.linear_fuse, [n - 1 - i for i in range(n)], size,
-                self.interpolate_mode, self.align_corners)
+                feats, self.linear_fuse, [n - 1 - i for i in range(n)], size,
+                self.interpolate_mode, self.align_corners,
+                projections=[(e.proj.weight, e.proj.bias)
+                             for e in self.linear_embeds])
         embeds = []
         for i, (x, proj) in enumerate(zip(feats, self.linear_embeds)):
             e = proj(x)
