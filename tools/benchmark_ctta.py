@@ -20,16 +20,24 @@ Peak memory: one fresh child process per variant builds it, runs the warm-up
 images, resets the peak counter and runs the images once more. On CPU the peak
 is the peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the
 RSS after the imports, i.e. model(s) + method state + step, the counterpart of
-CUDA's max allocated on GPU. The child runs with glibc's mmap threshold fixed
-at 128 KiB (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``), so a freed
-tensor leaves the RSS at once: by default glibc raises the threshold to the
-largest freed block (up to 32 MiB) and keeps such blocks in its heap, which
-makes the RSS peak depend on the order of allocations more than on the memory
-a step needs.
+CUDA's max allocated on GPU.
+
+CPU allocator (``--cpu-malloc``): by default every variant runs as
+``tools/test_ctta.py`` runs it on CPU, with glibc keeping freed memory for reuse
+(``ctta_cfg.cpu_malloc='keep'``, :mod:`mmseg_moase.utils.cpu_malloc`), in the
+timed process and in the memory children alike; the peak RSS is then the heap's
+high-water mark. ``--cpu-malloc default`` measures glibc's own behaviour (every
+block above the mmap threshold gets fresh pages); its memory children fix the
+mmap threshold at 128 KiB (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``)
+so that a freed tensor leaves the RSS at once: by default glibc raises the
+threshold to the largest freed block (up to 32 MiB) and keeps such blocks in its
+heap, which makes the RSS peak depend on the order of allocations more than on
+the memory a step needs.
 
     python tools/benchmark_ctta.py [CONFIG ...] [--size H W] [--images 2]
         [--repeats 3] [--warmup 1] [--device cpu|cuda] [--threads N]
         [--moase-teachers cotta single single-adapters] [--no-memory]
+        [--cpu-malloc keep|default]
         [--out work_dirs/benchmark_ctta.json]
 
 Without CONFIGs: the Cityscapes -> ACDC configs (Source, NormStat, TENT, CoTTA,
@@ -57,6 +65,8 @@ if ROOT not in sys.path:
 from mmseg_moase.utils.benchmark import (machine_description,  # noqa: E402
                                          min_median_max, proc_status_kb,
                                          reset_peak_rss, run_in_child)
+from mmseg_moase.utils.cpu_malloc import (CPU_MALLOC_MODES,  # noqa: E402
+                                          set_cpu_malloc)
 
 METHOD_CONFIGS = ('baselines/source', 'baselines/norm_stat', 'baselines/tent',
                   'baselines/cotta', 'moase/moase')
@@ -169,8 +179,11 @@ class Bench:
 
 
 def build_bench(variant: Variant, size: Tuple[int, int], num_images: int,
-                device: str, seed: int = 0) -> Bench:
-    """Model, method and fabricated batches of one variant, as ``CTTALoop``."""
+                device: str, seed: int = 0,
+                attention_weights: bool = False) -> Bench:
+    """Model, method and fabricated batches of one variant, as ``CTTALoop``
+    (whose default ``skip_attention_weights=True`` applies unless
+    ``attention_weights``)."""
     import mmseg_moase  # noqa: F401  (registers models, methods, hooks)
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -178,6 +191,7 @@ def build_bench(variant: Variant, size: Tuple[int, int], num_images: int,
     from mmseg.registry import HOOKS, MODELS
     from mmseg_moase.engine import EMATeacherHook
     from mmseg_moase.methods.base import split_views
+    from mmseg_moase.models.fast_attention import skip_attention_weights
     from mmseg_moase.registry import METHODS
     init_default_scope('mmseg')
     cfg = Config.fromfile(variant.config)
@@ -185,6 +199,8 @@ def build_bench(variant: Variant, size: Tuple[int, int], num_images: int,
     method_cfg.update(variant.overrides)
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model).to(device)  # random weights: timing only
+    if not attention_weights:
+        skip_attention_weights(model)
     method = METHODS.build(method_cfg)
     hooks = [HOOKS.build(copy.deepcopy(h)) for h in cfg.get('custom_hooks', [])]
     hooks = [h for h in hooks if isinstance(h, EMATeacherHook)]
@@ -223,7 +239,9 @@ def run_pass(bench: Bench, device: str) -> Tuple[float, float]:
 
 
 def measure_peak(variant: dict, size: Sequence[int], num_images: int,
-                 warmup: int, device: str, threads: Optional[int]) -> dict:
+                 warmup: int, device: str, threads: Optional[int],
+                 cpu_malloc: str = 'default',
+                 attention_weights: bool = False) -> dict:
     """Peak memory of one variant's CTTA iterations (call in a fresh process).
 
     Returns:
@@ -232,10 +250,13 @@ def measure_peak(variant: dict, size: Sequence[int], num_images: int,
     """
     if threads:
         torch.set_num_threads(threads)
+    if device == 'cpu':
+        set_cpu_malloc(cpu_malloc)
     import mmseg_moase  # noqa: F401
     import mmseg.models  # noqa: F401
     base = proc_status_kb('VmRSS')
-    bench = build_bench(Variant(**variant), tuple(size), num_images, device)
+    bench = build_bench(Variant(**variant), tuple(size), num_images, device,
+                        attention_weights=attention_weights)
     for _ in range(warmup):
         run_pass(bench, device)
     reset_peak_rss()
@@ -252,12 +273,15 @@ def measure_peak(variant: dict, size: Sequence[int], num_images: int,
 
 def child_peak(variant: Variant, args: argparse.Namespace) -> dict:
     """:func:`measure_peak` in a fresh child process."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MALLOC_THRESHOLD),
-               MALLOC_TRIM_THRESHOLD_=str(MALLOC_THRESHOLD))
+    env = dict(os.environ)
+    if args.cpu_malloc == 'default':
+        env.update(MALLOC_MMAP_THRESHOLD_=str(MALLOC_THRESHOLD),
+                   MALLOC_TRIM_THRESHOLD_=str(MALLOC_THRESHOLD))
     return run_in_child(
         ROOT, 'tools.benchmark_ctta', 'measure_peak',
         [asdict(variant), list(args.size), args.images, max(args.warmup, 1),
-         args.device, args.threads], env=env)
+         args.device, args.threads, args.cpu_malloc, args.attention_weights],
+        env=env)
 
 
 def _verdict(value: Optional[float], target: Optional[float]) -> str:
@@ -313,6 +337,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='teacher modes measured for a MoASE config')
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the per-variant peak-memory processes')
+    parser.add_argument('--cpu-malloc', choices=CPU_MALLOC_MODES,
+                        default='keep',
+                        help="CPU allocator: 'keep' freed memory for reuse, as "
+                        "tools/test_ctta.py does on CPU (default), or glibc's "
+                        "'default'")
+    parser.add_argument('--attention-weights', action='store_true',
+                        help="MiT attention as mmseg runs it (computing the "
+                        "attention weights it discards); default: as "
+                        "tools/test_ctta.py runs it, without them")
     parser.add_argument('--out', default=osp.join('work_dirs',
                                                   'benchmark_ctta.json'))
     args = parser.parse_args(argv)
@@ -333,10 +366,14 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device == 'cpu':
+        set_cpu_malloc(args.cpu_malloc)
     variants = expand_variants(args.configs, args.moase_teachers)
     machine = machine_description(args.device)
     size = tuple(args.size)
-    benches = [build_bench(v, size, args.images, args.device) for v in variants]
+    benches = [build_bench(v, size, args.images, args.device,
+                           attention_weights=args.attention_weights)
+               for v in variants]
     times: Dict[str, List[float]] = {v.label: [] for v in variants}
     cpu_times: Dict[str, List[float]] = {v.label: [] for v in variants}
     for i in range(args.warmup + args.repeats):
@@ -379,13 +416,17 @@ def main(argv=None) -> None:
     print(f'\nMachine: {machine}; device {args.device}; plain view '
           f'{size[0]}x{size[1]}; {args.images} images per pass, {args.repeats} '
           f'interleaved repeats after {args.warmup} warm-up; ratios to '
-          f'{REFERENCE} (medians); memory: {memory_kind}\n')
+          f'{REFERENCE} (medians); memory: {memory_kind}; CPU allocator: '
+          f'{args.cpu_malloc}; attention weights: '
+          f"{'computed' if args.attention_weights else 'skipped'}\n")
     print(table)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(dict(machine=machine, device=args.device, size=list(size),
                        images=args.images, repeats=args.repeats,
-                       warmup=args.warmup, memory=memory_kind, rows=rows,
+                       warmup=args.warmup, memory=memory_kind,
+                       cpu_malloc=args.cpu_malloc,
+                       attention_weights=args.attention_weights, rows=rows,
                        table=table), f, indent=2)
     print(f'\nwritten: {args.out}')
 
