@@ -12,6 +12,7 @@ from torch import Tensor
 
 from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
+from ..models.losses.resized_ce import banded_resized_ce, bandable
 from ..utils.dist import average_gradients, is_distributed, world_size
 
 
@@ -55,7 +56,7 @@ def class_argmax(x: Tensor) -> Tensor:
 
 
 def decode_ce_loss(segmentor: nn.Module, inputs: Tensor,
-                   labels: Sequence[Tensor]) -> Tensor:
+                   labels: Sequence[Tensor], banded: bool = True) -> Tensor:
     """``segmentor.loss(inputs, samples)['decode.loss_ce']`` for label maps.
 
     Computes what mmseg 1.2.2 does for that term (``BaseDecodeHead.loss_by_feat``:
@@ -68,6 +69,11 @@ def decode_ce_loss(segmentor: nn.Module, inputs: Tensor,
         segmentor (nn.Module): An mmseg ``EncoderDecoder``.
         inputs (Tensor): Preprocessed images (B, 3, H, W).
         labels (Sequence[Tensor]): One (H', W') label map per image.
+        banded (bool): Where every term is mmseg's plain softmax
+            ``CrossEntropyLoss`` and the head has no sampler, compute it band
+            by band (:func:`~mmseg_moase.models.losses.resized_ce.banded_resized_ce`:
+            no label-size map of the logits, equal up to float rounding).
+            False: the full-size resize, as mmseg. Defaults to True.
 
     Returns:
         Tensor: The scalar loss.
@@ -75,21 +81,21 @@ def decode_ce_loss(segmentor: nn.Module, inputs: Tensor,
     head = segmentor.decode_head
     logits = head.forward(segmentor.extract_feat(inputs))
     label = torch.stack(list(labels))[:, None]  # (B, 1, H', W') as mmseg stacks
+    terms = head.loss_decode if isinstance(head.loss_decode, nn.ModuleList) \
+        else [head.loss_decode]
+    terms = [t for t in terms if t.loss_name == 'loss_ce']
+    if not terms:
+        raise ValueError('the decode head has no loss named loss_ce')
+    if banded and all(bandable(t, head.sampler) for t in terms):
+        label = label.squeeze(1)
+        return sum(banded_resized_ce(logits, label, t, head.ignore_index,
+                                     head.align_corners) for t in terms)
     logits = resize(logits, size=label.shape[2:], mode='bilinear',
                     align_corners=head.align_corners)
     weight = None if head.sampler is None else head.sampler.sample(logits, label)
     label = label.squeeze(1)
-    terms = head.loss_decode if isinstance(head.loss_decode, nn.ModuleList) \
-        else [head.loss_decode]
-    loss = None
-    for term in terms:
-        if term.loss_name == 'loss_ce':
-            value = term(logits, label, weight=weight,
-                         ignore_index=head.ignore_index)
-            loss = value if loss is None else loss + value
-    if loss is None:
-        raise ValueError('the decode head has no loss named loss_ce')
-    return loss
+    return sum(t(logits, label, weight=weight, ignore_index=head.ignore_index)
+               for t in terms)
 
 
 class BaseCTTAMethod:
