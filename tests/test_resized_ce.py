@@ -110,10 +110,10 @@ def test_decode_ce_loss_banded_equals_plain(monkeypatch, loss_decode,
         return real(*args, **kwargs)
 
     monkeypatch.setattr('mmseg_moase.methods.base.banded_resized_ce', counting)
-    plain = decode_ce_loss(seg, inputs, labels, banded=False)
+    plain = decode_ce_loss(seg, inputs, labels)  # default: mmseg's full size
     grads_plain = torch.autograd.grad(plain, list(seg.parameters()))
     assert calls == []
-    banded = decode_ce_loss(seg, inputs, labels)
+    banded = decode_ce_loss(seg, inputs, labels, banded=True)
     grads = torch.autograd.grad(banded, list(seg.parameters()))
     assert bool(calls) == expect_banded
     torch.testing.assert_close(banded, plain, rtol=1e-6, atol=0)

@@ -36,7 +36,8 @@ the memory a step needs.
 
     python tools/benchmark_ctta.py [CONFIG ...] [--size H W] [--images 2]
         [--repeats 3] [--warmup 1] [--device cpu|cuda] [--threads N]
-        [--moase-teachers cotta single single-adapters] [--no-memory]
+        [--moase-teachers cotta single single-adapters single-banded]
+        [--no-memory] [--attention-weights]
         [--cpu-malloc keep|default]
         [--out work_dirs/benchmark_ctta.json]
 
@@ -81,6 +82,7 @@ MOASE_TEACHERS = {
     'cotta': dict(teacher='cotta'),
     'single': dict(teacher='single'),
     'single-adapters': dict(teacher='single', trainable='adapters'),
+    'single-banded': dict(teacher='single', banded_loss=True),
 }
 #: Targets of the cost-of-adaptation issue: label -> (time ratio, memory ratio).
 TARGETS = {
@@ -88,6 +90,7 @@ TARGETS = {
     'MoASE teacher=cotta': (30.0, None),
     'MoASE teacher=single': (4.0, 2.0),
     'MoASE teacher=single trainable=adapters': (3.0, None),
+    'MoASE teacher=single banded_loss=True': (4.0, 2.0),
 }
 REFERENCE = 'Source'
 #: glibc mmap/trim threshold of the memory children (bytes).

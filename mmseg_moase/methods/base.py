@@ -56,7 +56,7 @@ def class_argmax(x: Tensor) -> Tensor:
 
 
 def decode_ce_loss(segmentor: nn.Module, inputs: Tensor,
-                   labels: Sequence[Tensor], banded: bool = True) -> Tensor:
+                   labels: Sequence[Tensor], banded: bool = False) -> Tensor:
     """``segmentor.loss(inputs, samples)['decode.loss_ce']`` for label maps.
 
     Computes what mmseg 1.2.2 does for that term (``BaseDecodeHead.loss_by_feat``:
@@ -72,8 +72,9 @@ def decode_ce_loss(segmentor: nn.Module, inputs: Tensor,
         banded (bool): Where every term is mmseg's plain softmax
             ``CrossEntropyLoss`` and the head has no sampler, compute it band
             by band (:func:`~mmseg_moase.models.losses.resized_ce.banded_resized_ce`:
-            no label-size map of the logits, equal up to float rounding).
-            False: the full-size resize, as mmseg. Defaults to True.
+            no label-size map of the logits, equal up to float rounding; less
+            memory, more time). False: the full-size resize, as mmseg.
+            Defaults to False.
 
     Returns:
         Tensor: The scalar loss.
