@@ -269,3 +269,34 @@ def test_error_config_without_stream(tmp_path):
                  "cityscapes-1024x1024.py'\n")
     with pytest.raises(ValueError, match='declares no `ctta_stream`'):
         prepare_ctta_config(str(p), 'x.pth')
+
+
+@METHODS.register_module(force=True)
+class RecordAttention(BaseCTTAMethod):
+    """Test method: records the attention layers' classes of the model it gets,
+    and scores the label."""
+
+    kinds: set = set()
+
+    def setup(self, model):
+        super().setup(model)
+        from mmseg.models.backbones.mit import EfficientMultiheadAttention
+        RecordAttention.kinds = {type(m).__name__ for m in model.modules()
+                                 if isinstance(m, EfficientMultiheadAttention)}
+
+    def step(self, data_batch):
+        view = self.plain_view(data_batch)
+        return self.scored(view['data_samples'],
+                           [s.gt_sem_seg.data[0] for s in view['data_samples']])
+
+
+@pytest.mark.parametrize('skip', [None, False])
+def test_loop_switches_attention_unless_told_not_to(tmp_path, skip):
+    cfg, _ = setup_run(tmp_path, 'Source', domains=('fog', ), num=1)
+    cfg.test_cfg.method = dict(type='RecordAttention')
+    if skip is not None:
+        cfg.test_cfg.skip_attention_weights = skip
+    run_ctta(cfg)
+    expected = ('EfficientMultiheadAttention' if skip is False else
+                'EfficientMultiheadAttentionNoWeights')
+    assert RecordAttention.kinds == {expected}

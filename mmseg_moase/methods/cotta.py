@@ -160,7 +160,7 @@ class CoTTA(BaseCTTAMethod):
             logits is kept for the backward (-93 MiB, a quarter of the peak,
             for MoASE's one-view teacher with MiT-B0 at 256x512 scored at
             512x1024), at the price of recomputing each band in the backward
-            (+0.13 s per step there, on one CPU thread). Equal up to float
+            (+0.10 to +0.17 s per step there, on one CPU thread). Equal up to float
             rounding. Applies to mmseg's plain softmax ``CrossEntropyLoss``
             without sampler (other losses take the full-size path). Defaults
             to False.

@@ -9,7 +9,8 @@ own activations. :func:`banded_resized_ce` computes the same loss band by band
 (a band: the label rows whose bilinear sources lie in a few rows of the
 logits), each band under activation checkpointing, so that at most one band's
 maps exist at a time, forward or backward; the backward recomputes each band's
-upsampling and log-softmax (about 10% more time for the loss).
+upsampling and log-softmax (measured on one CPU thread for 19 x 512 x 1024: the
+loss with its backward takes about 1.4x the time of the full-size one).
 
 Equal to mmseg's ``resize`` + ``CrossEntropyLoss`` up to float rounding: the
 vertical bilinear weights are PyTorch's (``align_corners`` both ways), applied
