@@ -1,11 +1,11 @@
 """The CPU allocator mode of the CTTA loop: glibc keeps freed memory for reuse.
 
 Each case runs in a fresh interpreter (the setting is process-wide). A 256 MiB
-tensor is allocated and freed five times: with glibc's default every free
+tensor is allocated and freed eight times: with glibc's default every free
 returns its pages (the RSS falls back) and every allocation faults them in
-again; with ``keep`` the RSS stays up after a free and, once the heap has room
-(small objects may take the start of the first freed block), the allocations
-reuse the same pages: the peak RSS stops growing.
+again; with ``keep`` the RSS stays up after a free and the allocations reuse the
+freed pages: the peak RSS stays within three tensors' worth (a small object may
+take the start of a freed block, so a tensor may now and then go after it).
 """
 import json
 import platform
@@ -25,7 +25,7 @@ from mmseg_moase.utils.cpu_malloc import set_cpu_malloc
 applied = set_cpu_malloc(sys.argv[1])
 base = proc_status_kb('VmRSS')
 after_free, peaks = [], []
-for _ in range(5):
+for _ in range(8):
     x = torch.ones(64 * 1024 * 1024)  # 256 MiB
     del x
     after_free.append(proc_status_kb('VmRSS'))
@@ -50,7 +50,10 @@ def test_keep_holds_freed_memory_and_reuses_it():
     assert r['applied'] is True
     mib = 1024  # KiB
     assert min(r['after_free']) - r['base'] > 200 * mib  # kept after a free
-    assert r['peaks'][-1] == r['peaks'][1]  # the later tensors reused it
+    # Reused: eight 256 MiB tensors in a row fit in three blocks' pages (a
+    # small object may take the start of a freed block, so a tensor may go
+    # after it now and then); without reuse the peak would climb 256 MiB a time.
+    assert r['peaks'][-1] - r['base'] < (3 * 256 + 64) * mib
 
 
 @needs_glibc
