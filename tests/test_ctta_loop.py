@@ -12,6 +12,7 @@ from mmengine.runner import Runner
 from PIL import Image
 
 from mmseg_moase.apis import prepare_ctta_config, run_ctta
+from mmseg_moase.engine.loops.ctta_loop import CTTALoop
 from mmseg_moase.methods import BaseCTTAMethod
 from mmseg_moase.registry import METHODS
 
@@ -284,10 +285,27 @@ class RecordAttention(BaseCTTAMethod):
         RecordAttention.kinds = {type(m).__name__ for m in model.modules()
                                  if isinstance(m, EfficientMultiheadAttention)}
 
+    autocast: list = []
+
     def step(self, data_batch):
+        RecordAttention.autocast.append(torch.is_autocast_enabled('cpu'))
         view = self.plain_view(data_batch)
         return self.scored(view['data_samples'],
                            [s.gt_sem_seg.data[0] for s in view['data_samples']])
+
+
+@pytest.mark.parametrize('precision', [None, 'bf16'])
+def test_loop_runs_steps_in_the_precision_asked(tmp_path, precision):
+    cfg, _ = setup_run(tmp_path, 'Source', domains=('fog', ), num=2)
+    cfg.test_cfg.method = dict(type='RecordAttention')
+    if precision:
+        cfg.test_cfg.precision = precision
+    RecordAttention.autocast = []
+    run_ctta(cfg)
+    assert RecordAttention.autocast == [precision == 'bf16'] * 2
+    with pytest.raises(ValueError, match=r'ctta_cfg.*precision'):
+        CTTALoop(runner=None, dataloader={}, evaluator={}, method={},
+                 domains=[], precision='fp16')
 
 
 @pytest.mark.parametrize('skip', [None, False])

@@ -38,7 +38,7 @@ the memory a step needs.
         [--repeats 3] [--warmup 1] [--device cpu|cuda] [--threads N]
         [--moase-teachers cotta single single-adapters single-banded]
         [--no-memory] [--attention-weights]
-        [--cpu-malloc keep|default]
+        [--cpu-malloc keep|default] [--precision fp32|bf16]
         [--out work_dirs/benchmark_ctta.json]
 
 Without CONFIGs: the Cityscapes -> ACDC configs (Source, NormStat, TENT, CoTTA,
@@ -68,6 +68,8 @@ from mmseg_moase.utils.benchmark import (machine_description,  # noqa: E402
                                          reset_peak_rss, run_in_child)
 from mmseg_moase.utils.cpu_malloc import (CPU_MALLOC_MODES,  # noqa: E402
                                           set_cpu_malloc)
+from mmseg_moase.utils.precision import (PRECISIONS,  # noqa: E402
+                                         step_precision)
 
 METHOD_CONFIGS = ('baselines/source', 'baselines/norm_stat', 'baselines/tent',
                   'baselines/cotta', 'moase/moase')
@@ -221,12 +223,15 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_image(bench: Bench, batch: dict, device: str) -> Tuple[float, float]:
-    """Wall and CPU seconds of one CTTA iteration: step, EMA hook, after_step."""
+def run_image(bench: Bench, batch: dict, device: str,
+              precision: str = 'fp32') -> Tuple[float, float]:
+    """Wall and CPU seconds of one CTTA iteration: step (under ``precision``,
+    as ``CTTALoop``), EMA hook, after_step."""
     runner = SimpleNamespace(test_loop=SimpleNamespace(method=bench.method))
     _sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
-    outputs = bench.method.step(batch)
+    with step_precision(precision, torch.device(device).type):
+        outputs = bench.method.step(batch)
     for hook in bench.hooks:
         hook.after_test_iter(runner, 0, data_batch=batch, outputs=outputs)
     bench.method.after_step()
@@ -234,9 +239,11 @@ def run_image(bench: Bench, batch: dict, device: str) -> Tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def run_pass(bench: Bench, device: str) -> Tuple[float, float]:
+def run_pass(bench: Bench, device: str,
+             precision: str = 'fp32') -> Tuple[float, float]:
     """Mean wall and CPU seconds per image over one pass of the bench's images."""
-    times = [run_image(bench, copy.deepcopy(b), device) for b in bench.batches]
+    times = [run_image(bench, copy.deepcopy(b), device, precision)
+             for b in bench.batches]
     return (sum(t for t, _ in times) / len(times),
             sum(c for _, c in times) / len(times))
 
@@ -244,7 +251,8 @@ def run_pass(bench: Bench, device: str) -> Tuple[float, float]:
 def measure_peak(variant: dict, size: Sequence[int], num_images: int,
                  warmup: int, device: str, threads: Optional[int],
                  cpu_malloc: str = 'default',
-                 attention_weights: bool = False) -> dict:
+                 attention_weights: bool = False,
+                 precision: str = 'fp32') -> dict:
     """Peak memory of one variant's CTTA iterations (call in a fresh process).
 
     Returns:
@@ -261,11 +269,11 @@ def measure_peak(variant: dict, size: Sequence[int], num_images: int,
     bench = build_bench(Variant(**variant), tuple(size), num_images, device,
                         attention_weights=attention_weights)
     for _ in range(warmup):
-        run_pass(bench, device)
+        run_pass(bench, device, precision)
     reset_peak_rss()
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
-    run_pass(bench, device)
+    run_pass(bench, device, precision)
     out = dict(rss_base_kb=base, rss_peak_kb=proc_status_kb('VmHWM'))
     if device.startswith('cuda'):
         out['peak_kb'] = torch.cuda.max_memory_allocated() // 1024
@@ -283,7 +291,8 @@ def child_peak(variant: Variant, args: argparse.Namespace) -> dict:
     return run_in_child(
         ROOT, 'tools.benchmark_ctta', 'measure_peak',
         [asdict(variant), list(args.size), args.images, max(args.warmup, 1),
-         args.device, args.threads, args.cpu_malloc, args.attention_weights],
+         args.device, args.threads, args.cpu_malloc, args.attention_weights,
+         args.precision],
         env=env)
 
 
@@ -349,6 +358,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="MiT attention as mmseg runs it (computing the "
                         "attention weights it discards); default: as "
                         "tools/test_ctta.py runs it, without them")
+    parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
+                        help="'bf16': every step under bfloat16 autocast, as "
+                        "ctta_cfg.precision='bf16' runs it (GPUs with bf16 "
+                        "units; emulated and slow on most CPUs)")
     parser.add_argument('--out', default=osp.join('work_dirs',
                                                   'benchmark_ctta.json'))
     args = parser.parse_args(argv)
@@ -383,7 +396,7 @@ def main(argv=None) -> None:
         k = i % len(benches)
         order = benches[k:] + benches[:k]  # rotate: no variant always first
         for bench in order:
-            t, c = run_pass(bench, args.device)
+            t, c = run_pass(bench, args.device, args.precision)
             if i >= args.warmup:
                 times[bench.variant.label].append(t)
                 cpu_times[bench.variant.label].append(c)
@@ -421,7 +434,8 @@ def main(argv=None) -> None:
           f'interleaved repeats after {args.warmup} warm-up; ratios to '
           f'{REFERENCE} (medians); memory: {memory_kind}; CPU allocator: '
           f'{args.cpu_malloc}; attention weights: '
-          f"{'computed' if args.attention_weights else 'skipped'}\n")
+          f"{'computed' if args.attention_weights else 'skipped'}; "
+          f'precision: {args.precision}\n')
     print(table)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
@@ -429,7 +443,8 @@ def main(argv=None) -> None:
                        images=args.images, repeats=args.repeats,
                        warmup=args.warmup, memory=memory_kind,
                        cpu_malloc=args.cpu_malloc,
-                       attention_weights=args.attention_weights, rows=rows,
+                       attention_weights=args.attention_weights,
+                       precision=args.precision, rows=rows,
                        table=table), f, indent=2)
     print(f'\nwritten: {args.out}')
 

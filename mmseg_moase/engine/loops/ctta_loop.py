@@ -28,6 +28,7 @@ from ...utils.dist import (check_same_on_all_ranks, is_distributed,
                            state_fingerprint)
 from ...utils.fileio import check_writable_dir
 from ...utils.options import check_choice
+from ...utils.precision import PRECISIONS, step_precision
 from ...utils.progress import StreamProgress
 from ..hooks.ema_teacher_hook import EMATeacherHook
 from .predictions import save_predictions
@@ -124,6 +125,10 @@ class CTTALoop(BaseLoop):
             (:func:`~mmseg_moase.models.fast_attention.skip_attention_weights`;
             outputs equal up to float rounding, the attention's forward about 3x
             faster on CPU at 2x views). Defaults to True.
+        precision (str): ``'fp32'`` (default) or ``'bf16'``: every
+            ``method.step`` under bfloat16 autocast
+            (:mod:`~mmseg_moase.utils.precision`; weights, optimiser and EMA
+            stay float32). For GPUs with bfloat16 units.
     """
 
     def __init__(self, runner, dataloader: dict, evaluator, method: dict,
@@ -134,9 +139,11 @@ class CTTALoop(BaseLoop):
                  check_labels: bool = True,
                  tta_pipeline: Optional[list] = None,
                  check_sync: bool = True, cpu_malloc: str = 'keep',
-                 skip_attention_weights: bool = True) -> None:
+                 skip_attention_weights: bool = True,
+                 precision: str = 'fp32') -> None:
         check_choice('CTTALoop (ctta_cfg)', 'cpu_malloc', cpu_malloc,
                      CPU_MALLOC_MODES)
+        check_choice('CTTALoop (ctta_cfg)', 'precision', precision, PRECISIONS)
         self._runner = runner
         self.dataloader = None
         if not isinstance(dataloader, dict):
@@ -174,6 +181,7 @@ class CTTALoop(BaseLoop):
         self.check_sync = check_sync
         self.cpu_malloc = cpu_malloc
         self.skip_attention_weights = bool(skip_attention_weights)
+        self.precision = precision
         self.method: Optional[BaseCTTAMethod] = None
         self.results: Optional[CTTAResults] = None
         self.datasets: Dict[str, Any] = {}
@@ -301,6 +309,7 @@ class CTTALoop(BaseLoop):
     def _run_pass(self, pass_idx: int, round_idx: int, domain: dict,
                   progress: StreamProgress, state: Optional[dict]) -> None:
         runner, method = self.runner, self.method
+        device_type = next(unwrap(runner.model).parameters()).device.type
         name = domain['name']
         dataset = self.datasets[name]
         start = state['image_idx'] if state else 0
@@ -381,7 +390,8 @@ class CTTALoop(BaseLoop):
             method.set_step_share(n_local, n_step)
             runner.call_hook('before_test_iter', batch_idx=batch_idx,
                              data_batch=data_batch)
-            with stand_in_batch() if stand_in else contextlib.nullcontext():
+            with stand_in_batch() if stand_in else contextlib.nullcontext(), \
+                    step_precision(self.precision, device_type):
                 outputs = method.step(data_batch)
             if stand_in:
                 outputs = []  # counts for nothing: not scored, not saved
