@@ -66,8 +66,7 @@ if ROOT not in sys.path:
 from mmseg_moase.utils.benchmark import (machine_description,  # noqa: E402
                                          min_median_max, proc_status_kb,
                                          reset_peak_rss, run_in_child)
-from mmseg_moase.utils.cpu_malloc import (CPU_MALLOC_MODES,  # noqa: E402
-                                          set_cpu_malloc)
+from mmseg_moase.utils.cpu_malloc import CPU_MALLOC_MODES  # noqa: E402
 from mmseg_moase.utils.precision import (PRECISIONS,  # noqa: E402
                                          step_precision)
 
@@ -184,11 +183,11 @@ class Bench:
 
 
 def build_bench(variant: Variant, size: Tuple[int, int], num_images: int,
-                device: str, seed: int = 0,
-                attention_weights: bool = False) -> Bench:
+                device: str, seed: int = 0, attention_weights: bool = False,
+                cpu_malloc: str = 'default') -> Bench:
     """Model, method and fabricated batches of one variant, as ``CTTALoop``
-    (whose default ``skip_attention_weights=True`` applies unless
-    ``attention_weights``)."""
+    builds them (:func:`prepare_ctta_model` with ``cpu_malloc`` and, unless
+    ``attention_weights``, the attention switch)."""
     import mmseg_moase  # noqa: F401  (registers models, methods, hooks)
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -196,7 +195,7 @@ def build_bench(variant: Variant, size: Tuple[int, int], num_images: int,
     from mmseg.registry import HOOKS, MODELS
     from mmseg_moase.engine import EMATeacherHook
     from mmseg_moase.methods.base import split_views
-    from mmseg_moase.models.fast_attention import skip_attention_weights
+    from mmseg_moase.engine.loops.ctta_loop import prepare_ctta_model
     from mmseg_moase.registry import METHODS
     init_default_scope('mmseg')
     cfg = Config.fromfile(variant.config)
@@ -204,8 +203,7 @@ def build_bench(variant: Variant, size: Tuple[int, int], num_images: int,
     method_cfg.update(variant.overrides)
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model).to(device)  # random weights: timing only
-    if not attention_weights:
-        skip_attention_weights(model)
+    prepare_ctta_model(model, cpu_malloc, skip_weights=not attention_weights)
     method = METHODS.build(method_cfg)
     hooks = [HOOKS.build(copy.deepcopy(h)) for h in cfg.get('custom_hooks', [])]
     hooks = [h for h in hooks if isinstance(h, EMATeacherHook)]
@@ -261,13 +259,12 @@ def measure_peak(variant: dict, size: Sequence[int], num_images: int,
     """
     if threads:
         torch.set_num_threads(threads)
-    if device == 'cpu':
-        set_cpu_malloc(cpu_malloc)
     import mmseg_moase  # noqa: F401
     import mmseg.models  # noqa: F401
     base = proc_status_kb('VmRSS')
     bench = build_bench(Variant(**variant), tuple(size), num_images, device,
-                        attention_weights=attention_weights)
+                        attention_weights=attention_weights,
+                        cpu_malloc=cpu_malloc)
     for _ in range(warmup):
         run_pass(bench, device, precision)
     reset_peak_rss()
@@ -382,13 +379,12 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device == 'cpu':
-        set_cpu_malloc(args.cpu_malloc)
     variants = expand_variants(args.configs, args.moase_teachers)
     machine = machine_description(args.device)
     size = tuple(args.size)
     benches = [build_bench(v, size, args.images, args.device,
-                           attention_weights=args.attention_weights)
+                           attention_weights=args.attention_weights,
+                           cpu_malloc=args.cpu_malloc)
                for v in variants]
     times: Dict[str, List[float]] = {v.label: [] for v in variants}
     cpu_times: Dict[str, List[float]] = {v.label: [] for v in variants}

@@ -64,6 +64,24 @@ def _tuplify(x):
     return x
 
 
+def prepare_ctta_model(model, cpu_malloc: str = 'keep',
+                       skip_weights: bool = True) -> bool:
+    """What :class:`CTTALoop` does to the model before a stream (and
+    ``tools/benchmark_ctta.py`` before measuring): on CPU apply the allocator
+    mode (:func:`~mmseg_moase.utils.cpu_malloc.set_cpu_malloc`), and switch MiT
+    attention to skip its weight map
+    (:func:`~mmseg_moase.models.fast_attention.skip_attention_weights`).
+
+    Returns:
+        bool: Whether freed CPU memory is now kept for reuse.
+    """
+    kept = (next(model.parameters()).device.type == 'cpu'
+            and set_cpu_malloc(cpu_malloc))
+    if skip_weights:
+        skip_attention_weights(model)
+    return kept
+
+
 @LOOPS.register_module()
 class CTTALoop(BaseLoop):
     """Run a CTTA method over a continual stream of target domains.
@@ -182,6 +200,7 @@ class CTTALoop(BaseLoop):
         self.cpu_malloc = cpu_malloc
         self.skip_attention_weights = bool(skip_attention_weights)
         self.precision = precision
+        self._device_type = 'cpu'  # of the model; set by run()
         self.method: Optional[BaseCTTAMethod] = None
         self.results: Optional[CTTAResults] = None
         self.datasets: Dict[str, Any] = {}
@@ -242,13 +261,12 @@ class CTTALoop(BaseLoop):
                 f'{type(self.method).__name__} needs an EMA teacher: add '
                 "dict(type='EMATeacherHook', momentum=0.999) to custom_hooks.")
         model = unwrap(runner.model)
-        if next(model.parameters()).device.type == 'cpu' and set_cpu_malloc(
-                self.cpu_malloc):
+        self._device_type = next(model.parameters()).device.type
+        if prepare_ctta_model(model, self.cpu_malloc,
+                              self.skip_attention_weights):
             print_log('CPU allocator: freed memory is kept for reuse '
                       "(ctta_cfg.cpu_malloc='keep'; 'default' turns it off)",
                       logger='current')
-        if self.skip_attention_weights:
-            skip_attention_weights(model)
         if self.checkpoint:
             load_source_checkpoint(model, self.checkpoint)
         self.datasets = {d['name']: self._build_dataset(d) for d in self.domains}
@@ -309,7 +327,6 @@ class CTTALoop(BaseLoop):
     def _run_pass(self, pass_idx: int, round_idx: int, domain: dict,
                   progress: StreamProgress, state: Optional[dict]) -> None:
         runner, method = self.runner, self.method
-        device_type = next(unwrap(runner.model).parameters()).device.type
         name = domain['name']
         dataset = self.datasets[name]
         start = state['image_idx'] if state else 0
@@ -391,7 +408,7 @@ class CTTALoop(BaseLoop):
             runner.call_hook('before_test_iter', batch_idx=batch_idx,
                              data_batch=data_batch)
             with stand_in_batch() if stand_in else contextlib.nullcontext(), \
-                    step_precision(self.precision, device_type):
+                    step_precision(self.precision, self._device_type):
                 outputs = method.step(data_batch)
             if stand_in:
                 outputs = []  # counts for nothing: not scored, not saved

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from mmseg.models.losses import CrossEntropyLoss
+
 #: Label pixels x classes per band (about 4 MiB of float32 per band map).
 DEFAULT_BAND_ELEMENTS = 1 << 20
 
@@ -54,7 +56,6 @@ def bilinear_source(in_size: int, out_size: int, align_corners: bool,
 def bandable(loss_term: nn.Module, sampler) -> bool:
     """Whether :func:`banded_resized_ce` computes ``loss_term``: mmseg's softmax
     ``CrossEntropyLoss`` without class weights or mask, and no pixel sampler."""
-    from mmseg.models.losses import CrossEntropyLoss
     return (sampler is None and type(loss_term) is CrossEntropyLoss
             and not loss_term.use_sigmoid and not loss_term.use_mask
             and loss_term.class_weight is None
