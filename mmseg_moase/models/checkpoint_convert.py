@@ -23,6 +23,13 @@ The converted head needs :class:`~mmseg_moase.models.decode_heads.
 SegformerOriginalHead` with ``channels`` equal to the original embedding dim;
 mmseg's own ``SegformerHead`` computes something else and cannot take these weights.
 
+Head families: a SegFormer file is either of the NVlabs family (an original file,
+or its conversion: ``decode_head.linear_c{i}.proj.*``, ``decode_head.linear_fuse.*``)
+or of the mmseg family (mmseg's model zoo and ``tools/train.py``, mmseg's
+``SegformerHead``: ``decode_head.convs.{i}.*``, ``decode_head.fusion_conv.*``, 256
+channels for every MiT size). :func:`segformer_head_family` tells them apart by
+those keys; :func:`family_configs` names the project's configs for each.
+
 LayerNorm epsilon: the original MiT uses ``eps=1e-5`` (``nn.LayerNorm``'s default)
 in the patch embeddings and in the attention's spatial-reduction norm and ``1e-6``
 everywhere else; mmseg 1.x's MiT uses one ``norm_cfg`` (``eps=1e-6``) for all of
@@ -51,9 +58,10 @@ import torch.nn as nn
 from torch import Tensor
 
 __all__ = [
-    'MIT_VARIANTS', 'MiTArch', 'NVLABS_LN_EPS', 'apply_nvlabs_layernorm_eps',
-    'check_converted_fits_model', 'convert_nvlabs_segformer',
-    'detect_nvlabs_layout', 'layout_problem', 'mit_arch', 'mit_variant',
+    'MIT_VARIANTS', 'HeadFamily', 'MiTArch', 'NVLABS_LN_EPS',
+    'apply_nvlabs_layernorm_eps', 'check_converted_fits_model',
+    'convert_nvlabs_segformer', 'detect_nvlabs_layout', 'family_configs',
+    'layout_problem', 'mit_arch', 'mit_variant', 'segformer_head_family',
     'split_checkpoint', 'strip_module_prefix'
 ]
 
@@ -73,6 +81,11 @@ NVLABS_LN_EPS = 1e-5
 #: Keys whose presence marks each layout (after a ``module.`` prefix is removed).
 NVLABS_MARKER = 'backbone.patch_embed1.proj.weight'
 MMSEG_MARKER = 'backbone.layers.0.0.projection.weight'
+#: Fuse-layer keys that mark each SegFormer decode-head family (either layout of
+#: the backbone): mmseg's SegformerHead (and FusedSegformerHead), and the NVlabs
+#: head (SegformerOriginalHead, an original file or its conversion).
+MMSEG_HEAD_MARKER = 'decode_head.fusion_conv.conv.weight'
+NVLABS_HEAD_MARKER = 'decode_head.linear_fuse.conv.weight'
 #: NVlabs keys every converted file must have (block and stage 1 examples).
 NVLABS_EXAMPLE_KEYS = (NVLABS_MARKER, 'backbone.block1.0.attn.q.weight',
                        'backbone.block1.0.attn.kv.weight', 'backbone.norm1.weight',
@@ -133,6 +146,86 @@ class MiTArch:
         if self.variant == 'custom':
             return f'a non-standard MiT ({shape})'
         return f'MiT-{self.variant} ({shape})'
+
+
+@dataclass(frozen=True)
+class HeadFamily:
+    """Which SegFormer decode head a state dict was saved from.
+
+    Attributes:
+        family (str): ``'mmseg'``: mmseg's ``SegformerHead`` (or the project's
+            ``FusedSegformerHead``, same keys), as mmseg's model zoo and
+            ``tools/train.py`` save it (``decode_head.convs.{i}.*``,
+            ``decode_head.fusion_conv.*``). ``'nvlabs'``: the NVlabs release head
+            (``SegformerOriginalHead``: ``decode_head.linear_c{i}.proj.*``,
+            ``decode_head.linear_fuse.*``), in an original file or a converted one.
+        channels (int): The head's embedding width (``decode_head.channels``):
+            256 in every mmseg config; NVlabs 256 for MiT-B0/B1, 768 for B2-B5.
+    """
+    family: str
+    channels: int
+
+    @property
+    def label(self) -> str:
+        """``'mmseg SegformerHead'`` or ``'NVlabs SegFormer'``."""
+        return 'mmseg SegformerHead' if self.family == 'mmseg' else 'NVlabs SegFormer'
+
+    @property
+    def layout(self) -> str:
+        """The head's keys and width, e.g. ``'(decode_head.convs.*,
+        decode_head.fusion_conv.*; 256 channels)'``."""
+        keys = ('decode_head.convs.*, decode_head.fusion_conv.*'
+                if self.family == 'mmseg' else
+                'decode_head.linear_c*.proj, decode_head.linear_fuse.*')
+        return f'({keys}; {self.channels} channels)'
+
+
+def segformer_head_family(state_dict: Mapping[str, Any]) -> Optional[HeadFamily]:
+    """The SegFormer decode-head family of a state dict, from its keys.
+
+    Args:
+        state_dict (Mapping[str, Any]): A state dict (a model's or a file's, NVlabs
+            or mmseg 1.x names) or a whole checkpoint; ``module.`` is ignored.
+
+    Returns:
+        HeadFamily | None: The family and width; None without either fuse layer
+        (no decode head, or another head type).
+    """
+    state = _as_state_dict(state_dict)
+    for family, marker in (('mmseg', MMSEG_HEAD_MARKER),
+                           ('nvlabs', NVLABS_HEAD_MARKER)):
+        if marker in state:
+            return HeadFamily(family, int(state[marker].shape[0]))
+    return None
+
+
+def family_configs(family: str, variant: str) -> str:
+    """The project's configs for checkpoints of ``family``, as a sentence.
+
+    Args:
+        family (str): ``'mmseg'`` or ``'nvlabs'`` (see :class:`HeadFamily`).
+        variant (str): The file's MiT variant (``'B0'`` .. ``'B5'``,
+            ``'custom'``): shipped configs exist for B0 and B5.
+
+    Returns:
+        str: E.g. ``'use the mmseg-checkpoint configs
+        configs/mmseg_checkpoints/*_mit-b5-mmseg_*.py'``.
+    """
+    v = variant.lower()
+    if family == 'mmseg':
+        user = ('your own mmseg SegFormer config as in '
+                'configs/mmseg_checkpoints/example_user_config.py')
+        if variant in ('B0', 'B5'):
+            return ('use the mmseg-checkpoint configs configs/mmseg_checkpoints/'
+                    f'*_mit-{v}-mmseg_*.py, or {user}')
+        return f'use {user} (shipped mmseg-checkpoint configs: MiT-B0, MiT-B5)'
+    if variant in ('B0', 'B5'):
+        return (f'use the NVlabs configs configs/baselines/*_mit-{v}_*.py or '
+                f'configs/moase/moase_mit-{v}_*.py (decode_head '
+                "type='SegformerOriginalHead')")
+    return ('use a config like configs/_base_/models/segformer_mit-b5_nvlabs.py '
+            "for this MiT size (decode_head type='SegformerOriginalHead', "
+            "channels = the file's width; shipped NVlabs configs: MiT-B0, MiT-B5)")
 
 
 def strip_module_prefix(state_dict: Mapping[str, Any]) -> 'OrderedDict[str, Any]':
@@ -292,6 +385,16 @@ def layout_problem(state_dict: Mapping[str, Any]) -> str:
     expected = ('expected NVlabs SegFormer keys such as ' +
                 ', '.join(f"'{k}'" for k in NVLABS_EXAMPLE_KEYS))
     if MMSEG_MARKER in state:
+        head = segformer_head_family(state)
+        if head is not None and head.family == 'mmseg':
+            # mmseg's own model zoo or tools/train.py: not an NVlabs file at all.
+            variant = mit_arch(state).variant
+            return (f'the checkpoint is already in the mmseg 1.x layout (it has '
+                    f"'{MMSEG_MARKER}') and is an {head.label} checkpoint "
+                    f"{head.layout}, "
+                    "as mmseg's model zoo and tools/train.py write: it needs no "
+                    'conversion and does not fit the NVlabs configs; '
+                    f"{family_configs('mmseg', variant)} ({expected})")
         return (f'the checkpoint is already in the mmseg 1.x layout (it has '
                 f"'{MMSEG_MARKER}'); it needs no conversion ({expected})")
     if 'patch_embed1.proj.weight' in state:
@@ -510,7 +613,7 @@ def _check_config(cfg: Any, arch: MiTArch, embed: int, num_classes: int) -> None
             f"the config's decode head is {_type_name(head)!r}; NVlabs head weights "
             "only fit 'SegformerOriginalHead' (mmseg's SegformerHead puts "
             'norm+ReLU after each stage projection and concatenates c1..c4, the '
-            'original neither)')
+            f"original neither): {family_configs('nvlabs', arch.variant)}")
     if head.get('channels') != embed:
         raise ValueError(
             f"head width mismatch: the checkpoint's decode head embeds to {embed} "
@@ -561,7 +664,8 @@ def check_converted_fits_model(state_dict: Mapping[str, Tensor],
         head = getattr(model, 'decode_head', None)
         raise ValueError(
             f'the model\'s decode head is {type(head).__name__}; NVlabs head weights '
-            "only fit 'SegformerOriginalHead'")
+            "only fit 'SegformerOriginalHead': "
+            f"{family_configs('nvlabs', arch.variant)}")
     cls_key = 'decode_head.conv_seg.weight'
     if cls_key in own and cls_key in state and own[cls_key].shape[0] != state[
             cls_key].shape[0]:

@@ -5,6 +5,13 @@ files (``segformer.b{0-5}.*.pth``, mmseg 0.x key layout) alike: an NVlabs file i
 recognised by its keys and converted in memory with
 :func:`~mmseg_moase.models.checkpoint_convert.convert_nvlabs_segformer`, with the
 converter's checks and refusals (MiT variant, head type and width, class count).
+
+SegFormer files come in two head families that no renaming maps onto each other:
+NVlabs weights (an original file or its conversion) fit ``SegformerOriginalHead``
+(the NVlabs configs), mmseg's own (model zoo, ``tools/train.py``) fit mmseg's
+``SegformerHead`` / ``FusedSegformerHead`` (configs/mmseg_checkpoints/). A file of
+the other family than the model is refused first, by a message naming the
+configs to use, instead of a list of mismatched keys.
 """
 import os.path as osp
 from typing import Dict, Mapping
@@ -17,8 +24,9 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from ..models.checkpoint_convert import (MMSEG_MARKER, NVLABS_MARKER,
                                          apply_nvlabs_layernorm_eps,
                                          convert_nvlabs_segformer,
-                                         detect_nvlabs_layout,
+                                         detect_nvlabs_layout, family_configs,
                                          layout_problem, mit_arch,
+                                         segformer_head_family,
                                          split_checkpoint)
 
 #: ``meta['converted_from']`` of files written by the NVlabs converter.
@@ -49,6 +57,44 @@ def _check_mit_arch(path: str, state: Mapping[str, torch.Tensor],
             f'{path}: backbone mismatch: the checkpoint looks like '
             f'{file_arch.describe()}, the model is {model_arch.describe()}. Use '
             'the config of the checkpoint\'s variant (e.g. *_mit-b0_* for B0).')
+
+
+def _check_head_family(path: str, state: Mapping[str, torch.Tensor],
+                       own: Mapping[str, torch.Tensor], model: nn.Module,
+                       original: bool) -> None:
+    """Refuse a SegFormer file of the other head family than the model.
+
+    Args:
+        path (str): The checkpoint file, for the message.
+        state (Mapping[str, Tensor]): Its weights (NVlabs or mmseg 1.x names).
+        own (Mapping[str, Tensor]): The model's state dict.
+        model (nn.Module): The segmentor, for its head's class name.
+        original (bool): ``state`` is an original NVlabs file (not converted).
+
+    Raises:
+        ValueError: one is an NVlabs head, the other mmseg's; the message names
+            both and the project's configs for the file's family and MiT size.
+    """
+    file_head, model_head = segformer_head_family(state), segformer_head_family(own)
+    if file_head is None or model_head is None or \
+            file_head.family == model_head.family:
+        return
+    try:
+        variant = mit_arch(state).variant
+    except ValueError:  # no MiT: name no MiT size
+        variant = 'custom'
+    if file_head.family == 'mmseg':
+        source = "as mmseg's model zoo and its tools/train.py write"
+    else:
+        source = ('an original release file' if original else
+                  'converted to mmseg 1.x names')
+    head = type(getattr(model, 'decode_head', None)).__name__
+    raise ValueError(
+        f'{path}: this is an {file_head.label} checkpoint {file_head.layout}, '
+        f"{source}; the model's decode head is {head}, which takes "
+        f'{model_head.label} weights {model_head.layout}. The two heads compute '
+        'different functions (no renaming of keys fits one to the other): '
+        f'{family_configs(file_head.family, variant)}.')
 
 
 def load_source_checkpoint(model: nn.Module, path: str,
@@ -84,9 +130,11 @@ def load_source_checkpoint(model: nn.Module, path: str,
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: an unrecognised key layout (the message names the expected
-            keys), a MiT of another depth/width (the message says which variant
-            the file looks like, e.g. "looks like MiT-B0"), a class-count
+        ValueError: a file of the other SegFormer head family (NVlabs weights
+            for mmseg's SegformerHead or the reverse; the message names the
+            configs to use), an unrecognised key layout (the message names the
+            expected keys), a MiT of another depth/width (the message says which
+            variant the file looks like, e.g. "looks like MiT-B0"), a class-count
             mismatch (both numbers), or any other key or shape that does not fit.
     """
     if layernorm_eps not in LAYERNORM_EPS_MODES:
@@ -102,6 +150,7 @@ def load_source_checkpoint(model: nn.Module, path: str,
     own = model.state_dict()
 
     nvlabs = detect_nvlabs_layout(state)
+    _check_head_family(path, state, own, model, nvlabs)
     if nvlabs:
         try:
             converted = convert_nvlabs_segformer(
@@ -126,7 +175,8 @@ def load_source_checkpoint(model: nn.Module, path: str,
     unexpected = [k for k in state if k not in own]
     shape_bad = [k for k in state
                  if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-    cls_keys = [k for k in shape_bad if 'conv_seg' in k or 'linear_pred' in k]
+    cls_keys = [k for k in shape_bad if ('conv_seg' in k or 'linear_pred' in k)
+                and state[k].shape[0] != own[k].shape[0]]
     if cls_keys:
         k = cls_keys[0]
         raise ValueError(
