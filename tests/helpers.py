@@ -25,3 +25,15 @@ def write_cityscapes_tree(root: str, split: str = 'val', city: str = 'testcity',
         Image.fromarray(img).save(osp.join(img_dir, f'{stem}_leftImg8bit.png'))
         Image.fromarray(label).save(
             osp.join(ann_dir, f'{stem}_gtFine_labelTrainIds.png'))
+
+
+def load_results(path: str) -> dict:
+    """``ctta_results.json`` with the per-class IoU of absent classes (written as
+    null: the file is strict JSON) read back as NaN."""
+    import json
+    with open(path) as f:
+        res = json.load(f)
+    for p in res['passes']:
+        p['per_class_iou'] = {k: float('nan') if v is None else v
+                              for k, v in p.get('per_class_iou', {}).items()}
+    return res

@@ -71,6 +71,7 @@ def test_defaults_follow_spec():
     assert a.sdd_ratios == [0.25, 0.5, 0.25, 0.5]
     assert (a.sdd_scope, a.eta, a.dag_input, a.asg_grad, a.scale) == (
         'token', 0.1, 'low', 'none', 0.8)
+    assert a.sdd_ranking == 'active'  # by measurement (README, Live experts)
     assert default_sdd_experts(2) == (['smallest', 'largest'], [0.25, 0.25])
 
 
@@ -102,25 +103,42 @@ def test_asg_keep_ratios_by_hand():
     np.testing.assert_allclose(a.keep_ratios(x).numpy(), expect, rtol=1e-5)
 
 
-def test_adapter_output_matches_per_expert_reference():
+def _reference_sdd(z, ratio, direction, scope, ranking):
+    """SDD written with Python sorting: per group (a token's channels, or a
+    sample's whole map) keep the K = int(group * ratio) largest / smallest
+    entries; 'active' ranks only the positive ones."""
+    rows = z.reshape(-1, z.shape[-1]) if scope == 'token' else \
+        z.reshape(z.shape[0], -1)
+    out = torch.zeros_like(rows)
+    k = max(1, min(rows.shape[1], int(rows.shape[1] * ratio)))
+    for r, row in enumerate(rows.tolist()):
+        cand = [(v, c) for c, v in enumerate(row)
+                if ranking == 'all' or v > 0]
+        cand.sort(reverse=direction == 'largest')
+        for _, c in cand[:k]:
+            out[r, c] = rows[r, c]
+    return out.reshape(z.shape)
+
+
+@pytest.mark.parametrize('ranking', ['all', 'active'])
+@pytest.mark.parametrize('scope', ['token', 'sample'])
+def test_adapter_output_matches_per_expert_reference(scope, ranking):
     """Stacked implementation vs. a plain loop over experts written from the spec."""
-    for scope in ('token', 'sample'):
-        a = _adapter(sdd_scope=scope, scale=0.7)
-        with torch.no_grad():
-            a.experts.up_weight.normal_()
-            a.experts.up_bias.normal_()
-            a.experts.down_bias.normal_()
-        x = torch.randn(2, 6, 16)
-        p = a.keep_ratios(x)
-        phi = a.routing_weights(x)
-        ref = torch.zeros_like(x)
-        e = a.experts
-        for i in range(4):
-            z = F.relu(x @ e.down_weight[i] + e.down_bias[i])
-            z = sdd(z, float(p[i]), a.sdd_directions[i], scope)
-            ref += phi[..., i:i + 1] * (z @ e.up_weight[i] + e.up_bias[i])
-        torch.testing.assert_close(a(x, (2, 3)), 0.7 * ref, rtol=1e-5,
-                                   atol=1e-6)
+    a = _adapter(sdd_scope=scope, sdd_ranking=ranking, scale=0.7)
+    with torch.no_grad():
+        a.experts.up_weight.normal_()
+        a.experts.up_bias.normal_()
+        a.experts.down_bias.normal_()
+    x = torch.randn(2, 6, 16)
+    p = a.keep_ratios(x)
+    phi = a.routing_weights(x)
+    ref = torch.zeros_like(x)
+    e = a.experts
+    for i in range(4):
+        z = F.relu(x @ e.down_weight[i] + e.down_bias[i])
+        z = _reference_sdd(z, float(p[i]), a.sdd_directions[i], scope, ranking)
+        ref += phi[..., i:i + 1] * (z @ e.up_weight[i] + e.up_bias[i])
+    torch.testing.assert_close(a(x, (2, 3)), 0.7 * ref, rtol=1e-5, atol=1e-6)
 
 
 def test_mixffn_expert_runs_and_starts_at_zero():

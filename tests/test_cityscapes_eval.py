@@ -19,7 +19,7 @@ from mmseg_moase.datasets.cityscapes_prep import (create_train_id_labels,
 from mmseg_moase.evaluation import CTTAIoUMetric, summed_areas
 
 from ctta_helpers import setup_run
-from helpers import write_cityscapes_tree
+from helpers import load_results, write_cityscapes_tree
 
 
 #: Per pass, in pass order: mmseg IoUMetric's unrounded per-class IoU (0-1,
@@ -133,8 +133,7 @@ def test_exported_predictions_scored_by_cityscapesscripts(tmp_path, method,
     cfg.test_cfg.out_preds = out
     _EXACT_IOU.clear()
     run_ctta(cfg)
-    with open(osp.join(paths['work'], 'ctta_results.json')) as f:
-        passes = json.load(f)['passes']
+    passes = load_results(osp.join(paths['work'], 'ctta_results.json'))['passes']
     assert len(passes) == len(_EXACT_IOU) == 2 * rounds
 
     from cityscapesscripts.helpers.labels import id2label, trainId2label

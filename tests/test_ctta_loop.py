@@ -18,7 +18,7 @@ from mmseg_moase.registry import METHODS
 
 from ctta_helpers import make_domains, save_source_checkpoint, setup_run, \
     write_config
-from helpers import write_cityscapes_tree
+from helpers import load_results, write_cityscapes_tree
 
 
 def test_source_stream_equals_plain_runner_test(tmp_path):
@@ -92,8 +92,7 @@ def test_pass_table_equals_hand_computed_miou_with_absent_class(tmp_path):
     save_source_checkpoint(config, ckpt)
     cfg = prepare_ctta_config(config, ckpt, work_dir=str(tmp_path / 'w'))
     run_ctta(cfg)
-    with open(tmp_path / 'w' / 'ctta_results.json') as f:
-        res = json.load(f)
+    res = load_results(str(tmp_path / 'w' / 'ctta_results.json'))
     for rec in res['passes']:
         folder = osp.join(data, 'gtFine', rec['domain'], 's')
         gts = [np.array(Image.open(osp.join(folder, n)))

@@ -23,7 +23,12 @@ def _cmd(config, ckpt, work, *extra):
 def _table(work):
     with open(osp.join(work, 'ctta_results.json')) as f:
         res = json.load(f)
-    return [(p['round'], p['domain'], p['mIoU'], p['per_class_iou'])
+    # Telemetry too: the student's mIoU, loss means and drift (the module
+    # statistics of a pass resumed mid-way cover the images after the resume).
+    return [(p['round'], p['domain'], p['mIoU'], p['per_class_iou'],
+             p['student_mIoU'],
+             {k: v for k, v in p['telemetry'].items()
+              if k.startswith(('loss.', 'drift.'))})
             for p in res['passes']]
 
 

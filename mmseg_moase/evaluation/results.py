@@ -21,6 +21,17 @@ def _fmt(x: Optional[float]) -> str:
         else f'{x:.2f}'
 
 
+def _nan_to_none(x: Any) -> Any:
+    """``x`` with every float NaN (in dicts and lists) replaced by None."""
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_none(v) for v in x]
+    return x
+
+
 def _nanmean(values: Sequence[float]) -> float:
     vals = [v for v in values if v is not None and not math.isnan(v)]
     return sum(vals) / len(vals) if vals else float('nan')
@@ -79,7 +90,10 @@ class CTTAResults:
             mean_mIoU=self.overall_mean(),
             images=sum(r['images'] for r in self.records),
             seconds=sum(r['seconds'] for r in self.records),
-            skipped_updates=sum(r['skipped_updates'] for r in self.records))
+            skipped_updates=sum(r['skipped_updates'] for r in self.records),
+            **({'student_mean_mIoU': _nanmean(
+                [r.get('student_mIoU') for r in self.records])}
+               if any('student_mIoU' in r for r in self.records) else {}))
 
     def summary_line(self) -> str:
         s = self.summary()
@@ -95,33 +109,49 @@ class CTTAResults:
         self.records.append(record)
         self.write()
 
+    def _value(self, round_idx: int, domain: str, key: str) -> Optional[float]:
+        for r in self.records:
+            if r['round'] == round_idx and r['domain'] == domain:
+                return r.get(key)
+        return None
+
     def markdown(self) -> str:
         head = ['Method', 'Round'] + self.domains + ['Mean']
         lines = ['| ' + ' | '.join(head) + ' |',
                  '|' + '---|' * len(head)]
-        for r in range(self.rounds):
-            if not any(x['round'] == r for x in self.records):
-                continue
-            cells = [self.method, str(r + 1)]
-            cells += [_fmt(self.miou(r, d)) for d in self.domains]
-            cells.append(_fmt(self.round_mean(r)))
-            lines.append('| ' + ' | '.join(cells) + ' |')
+        has_student = any('student_mIoU' in x for x in self.records)
+        rows = [(self.method, 'mIoU')]
+        if has_student:  # the adapted model itself, beside the scored teacher
+            rows.append((f'{self.method} (student, not scored)', 'student_mIoU'))
+        for label, key in rows:
+            for r in range(self.rounds):
+                if not any(x['round'] == r for x in self.records):
+                    continue
+                values = [self._value(r, d, key) for d in self.domains]
+                cells = [label, str(r + 1)] + [_fmt(v) for v in values]
+                cells.append(_fmt(_nanmean(values)))
+                lines.append('| ' + ' | '.join(cells) + ' |')
         lines.append(f'\nMean over all passes: {_fmt(self.overall_mean())} mIoU')
+        if has_student:
+            student = _nanmean([x.get('student_mIoU') for x in self.records])
+            lines.append(f'Student (not scored) mean: {_fmt(student)} mIoU')
         return '\n'.join(lines) + '\n'
 
     def csv_text(self) -> str:
         buf = io.StringIO()
-        cols = ['method', 'round', 'domain', 'mIoU', 'aAcc', 'mAcc', 'images',
-                'seconds', 'skipped_updates']
-        classes = []
+        cols = ['method', 'round', 'domain', 'mIoU', 'student_mIoU', 'aAcc',
+                'mAcc', 'images', 'seconds', 'skipped_updates']
+        classes, telemetry = [], []
         for r in self.records:
             classes += [k for k in r.get('per_class_iou', {}) if k not in classes]
+            telemetry += [k for k in r.get('telemetry', {}) if k not in telemetry]
         writer = csv.writer(buf)
-        writer.writerow(cols + [f'IoU.{c}' for c in classes])
+        writer.writerow(cols + [f'IoU.{c}' for c in classes] + telemetry)
         for r in self.records:
             row = [self.method, r['round'] + 1, r['domain']]
             row += [r.get(k) for k in cols[3:]]
             row += [r.get('per_class_iou', {}).get(c) for c in classes]
+            row += [r.get('telemetry', {}).get(k) for k in telemetry]
             writer.writerow(row)
         return buf.getvalue()
 
@@ -129,8 +159,10 @@ class CTTAResults:
         os.makedirs(self.out_dir, exist_ok=True)
         base = osp.join(self.out_dir, self.name)
         payload = dict(summary=self.summary(), passes=self.records)
+        # Strict JSON: NaN (an mIoU of no class) is written as null.
         atomic_write_text(base + '.json',
-                          json.dumps(payload, indent=2, allow_nan=True))
+                          json.dumps(_nan_to_none(payload), indent=2,
+                                     allow_nan=False))
         atomic_write_text(base + '.csv', self.csv_text())
         atomic_write_text(base + '.md', self.markdown())
 

@@ -56,7 +56,8 @@ def class_argmax(x: Tensor) -> Tensor:
 
 
 def decode_ce_loss(segmentor: nn.Module, inputs: Tensor,
-                   labels: Sequence[Tensor], banded: bool = False) -> Tensor:
+                   labels: Sequence[Tensor], banded: bool = False,
+                   preds_out: Optional[List[Tensor]] = None) -> Tensor:
     """``segmentor.loss(inputs, samples)['decode.loss_ce']`` for label maps.
 
     Computes what mmseg 1.2.2 does for that term (``BaseDecodeHead.loss_by_feat``:
@@ -88,11 +89,19 @@ def decode_ce_loss(segmentor: nn.Module, inputs: Tensor,
     if not terms:
         raise ValueError('the decode head has no loss named loss_ce')
     if banded and all(bandable(t, head.sampler) for t in terms):
+        if preds_out is not None:
+            with torch.no_grad():
+                preds_out.extend(class_argmax(resize(
+                    logits[i:i + 1].detach(), size=label.shape[2:],
+                    mode='bilinear', align_corners=head.align_corners)[0])
+                    for i in range(len(logits)))
         label = label.squeeze(1)
         return sum(banded_resized_ce(logits, label, t, head.ignore_index,
                                      head.align_corners) for t in terms)
     logits = resize(logits, size=label.shape[2:], mode='bilinear',
                     align_corners=head.align_corners)
+    if preds_out is not None:
+        preds_out.extend(class_argmax(x.detach()) for x in logits)
     weight = None if head.sampler is None else head.sampler.sample(logits, label)
     label = label.squeeze(1)
     return sum(t(logits, label, weight=weight, ignore_index=head.ignore_index)
@@ -131,6 +140,9 @@ class BaseCTTAMethod:
     needs_teacher = False
     #: Whether batches come from the stream's multi-view ``tta_pipeline``.
     multi_view = False
+    #: Whether the scored prediction is another model's than the adapted one
+    #: (a teacher's): the loop then also scores :meth:`student_predictions`.
+    scores_teacher = False
 
     def __init__(self, optim_wrapper: Optional[dict] = None,
                  view_index: Optional[int] = None) -> None:
@@ -141,6 +153,12 @@ class BaseCTTAMethod:
         self.optim_wrapper: Optional[OptimWrapper] = None
         self.skipped_updates = 0
         self._share: Optional[Tuple[int, int]] = None
+        #: Set by the loop when the run records telemetry: a method may then
+        #: compute statistics that cost extra (see :meth:`step_stats`).
+        self.telemetry = False
+        self.last_losses: Dict[str, float] = {}
+        self._step_stats: Dict[str, float] = {}
+        self._student_preds: Optional[List[Tensor]] = None
 
     # ----------------------------------------------------------------- set-up
     def setup(self, model: nn.Module) -> None:
@@ -167,6 +185,30 @@ class BaseCTTAMethod:
 
     def after_step(self) -> None:
         """Called after the ``after_test_iter`` hooks (e.g. stochastic restore)."""
+
+    # -------------------------------------------------------------- telemetry
+    def step_stats(self) -> Dict[str, float]:
+        """Scalars of the last step, averaged over each pass by the loop.
+
+        The loss terms (``loss.<name>``) and whatever a method adds to
+        ``self._step_stats`` during :meth:`step` (e.g. CoTTA's anchor-gate
+        share); empty for a step that computed nothing.
+        """
+        stats = {f'loss.{k}': v for k, v in self.last_losses.items()}
+        stats.update(self._step_stats)
+        return stats
+
+    def student_predictions(self) -> Optional[List[Tensor]]:
+        """The adapted model's own label maps (H, W) of the last step's images,
+        before its update, for a method that scores another model
+        (:attr:`scores_teacher`); None where it made none."""
+        return self._student_preds
+
+    def _start_step(self) -> None:
+        """Forget the previous step's statistics and student predictions."""
+        self.last_losses = {}
+        self._step_stats = {}
+        self._student_preds = None
 
     # ---------------------------------------------------------------- helpers
     def preprocess(self, model: nn.Module, batch: dict,

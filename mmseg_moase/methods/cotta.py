@@ -6,12 +6,18 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from torch.nn.modules.batchnorm import _BatchNorm
+
 from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
-from ..models.adapters.moase import asg_batch_groups
+from ..models.ctta_parts import batch_groups
 from ..registry import METHODS
+from ..utils.options import check_choice
 from .base import (BaseCTTAMethod, class_argmax, decode_ce_loss, split_views,
                    unwrap)
+
+
+BN_STATS = ('eval', 'test_batch')
 
 
 def stochastic_restore(params: Sequence[Tensor], sources: Sequence[Tensor],
@@ -151,7 +157,8 @@ class CoTTA(BaseCTTAMethod):
             unflipped and flipped view of a scale) as one batch. Equal to one
             forward per view up to float rounding (batched matmuls may accumulate
             in another order); MoASE adapters keep one set of ASG keep ratios per
-            view (:func:`asg_batch_groups`). Defaults to False: on CPU, where the
+            view (:func:`~mmseg_moase.models.ctta_parts.batch_groups`).
+            Defaults to False: on CPU, where the
             forward is compute-bound, it measured no faster.
         banded_loss (bool): Compute the student's cross-entropy in
             checkpointed row bands of the label
@@ -164,6 +171,11 @@ class CoTTA(BaseCTTAMethod):
             rounding. Applies to mmseg's plain softmax ``CrossEntropyLoss``
             without sampler (other losses take the full-size path). Defaults
             to False.
+        bn_stats (str): What the student's and the teacher's BatchNorm layers
+            (SegFormer: the decode head's) normalise with. ``'eval'`` (default,
+            as the released CoTTA code: the source model's running statistics)
+            or ``'test_batch'``: each forward's own batch statistics, as
+            NormStat (an extension; the anchor keeps the source statistics).
         optim_wrapper (dict, optional): Defaults to Adam lr 7.5e-6, betas
             (0.9, 0.999), all parameters.
         view_index (int, optional): The plain view in the pipeline's view list
@@ -171,10 +183,12 @@ class CoTTA(BaseCTTAMethod):
     """
 
     needs_teacher = True
+    scores_teacher = True
 
     def __init__(self, threshold: float = 0.69, restore_prob: float = 0.01,
                  reset_optimizer_each_pass: bool = True, multi_view: bool = True,
                  batch_views: bool = False, banded_loss: bool = False,
+                 bn_stats: str = 'eval',
                  optim_wrapper: Optional[dict] = None, **kwargs) -> None:
         if optim_wrapper is None:
             optim_wrapper = self.default_optim_wrapper()
@@ -187,6 +201,8 @@ class CoTTA(BaseCTTAMethod):
         self.multi_view = multi_view
         self.batch_views = bool(batch_views)
         self.banded_loss = bool(banded_loss)
+        check_choice(type(self).__name__, 'bn_stats', bn_stats, BN_STATS)
+        self.bn_stats = bn_stats
         self.anchor: Optional[nn.Module] = None
         self._restore_params: List[Tensor] = []
         self._restore_sources: List[Tensor] = []
@@ -202,7 +218,8 @@ class CoTTA(BaseCTTAMethod):
         super().setup(model)  # builds the optimiser, which sets requires_grad
         seg = self.segmentor
         self.teacher = self._frozen_copy(seg)
-        trainable = [(n, p) for n, p in seg.named_parameters() if p.requires_grad]
+        trainable = [(n, p) for n, p in seg.named_parameters()
+                     if p.requires_grad and self.restores(n)]
         self._restore_params = [p for _, p in trainable]
         if self.multi_view:
             # The anchor is a frozen copy of the source model, so its tensors are
@@ -213,6 +230,15 @@ class CoTTA(BaseCTTAMethod):
         else:
             self.anchor = None
             self._restore_sources = [p.detach().clone() for _, p in trainable]
+        if self.bn_stats == 'test_batch':
+            for m in list(seg.modules()) + list(self.teacher.modules()):
+                if isinstance(m, _BatchNorm):
+                    m.train()
+
+    def restores(self, name: str) -> bool:
+        """Whether stochastic restore covers the trainable parameter ``name``
+        (every one here; MoASE can leave its adapters out)."""
+        return True
 
     @staticmethod
     def _frozen_copy(model: nn.Module) -> nn.Module:
@@ -250,7 +276,7 @@ class CoTTA(BaseCTTAMethod):
             batch = dict(
                 inputs=[x for k in group for x in views[k]['inputs']],
                 data_samples=[s for k in group for s in views[k]['data_samples']])
-            with asg_batch_groups(model, len(group)):
+            with batch_groups(model, len(group)):
                 probs = self._probs(model, batch)
             n = len(views[group[0]]['inputs'])
             for j, k in enumerate(group):
@@ -295,6 +321,13 @@ class CoTTA(BaseCTTAMethod):
         anchor = self._probs(self.anchor, views[plain])
         labels = [gated_pseudo_label(p, m, a, self.threshold)
                   for p, m, a in zip(plain_probs, means, anchor)]
+        if self.telemetry:
+            self._step_stats['gate.plain_share'] = float(torch.stack(
+                [(a.amax(0) > self.threshold).float().mean()
+                 for a in anchor]).mean())
+            self._step_stats['pseudo_label.source_agreement'] = float(
+                torch.stack([(lb == class_argmax(a)).float().mean()
+                             for lb, a in zip(labels, anchor)]).mean())
         return labels, means
 
     # ---------------------------------------------------------------- student
@@ -307,10 +340,14 @@ class CoTTA(BaseCTTAMethod):
                      probs: Optional[Sequence[Tensor]]) -> Dict[str, Tensor]:
         """Cross-entropy of the student on ``view`` against the pseudo-labels."""
         inputs, _ = self.preprocess(self.model, view)
+        if self.telemetry:
+            self._student_preds = []
         return dict(loss_ce=decode_ce_loss(self.segmentor, inputs, labels,
-                                           banded=self.banded_loss))
+                                           banded=self.banded_loss,
+                                           preds_out=self._student_preds))
 
     def step(self, data_batch: dict) -> List[SegDataSample]:
+        self._start_step()
         labels, probs = self.teacher_pseudo_labels(data_batch)
         if not self.student_uses_probs:
             probs = None  # free the C x H x W maps before the student's forward

@@ -10,6 +10,7 @@ from ..models.adapters.moase import MoASEAdapter
 from ..models.losses.hp_loss import HP_NORMS, hp_loss
 from ..registry import METHODS
 from ..utils.options import check_choice
+from .base import class_argmax, unwrap
 from .cotta import CoTTA
 
 TEACHERS = ('cotta', 'single')
@@ -38,6 +39,11 @@ class MoASE(CoTTA):
         base_lr (float): LR of every other trainable parameter. Defaults to 7.5e-6
             (CoTTA's), our resolution of the paper/code ambiguity.
         restore_prob (float): Stochastic restore (default 0.01; 0 turns it off).
+        restore_adapters (bool): Whether stochastic restore also resets adapter
+            (expert and router) elements to their initial values, as the public
+            code does (True, default): an element of a fresh expert's up
+            projection then returns to zero after about 1 / restore_prob steps.
+            False restores the pre-trained weights only.
         reset_optimizer_each_pass (bool): Defaults to False (no reset anywhere).
         optim_wrapper (dict, optional): Overrides the optimiser built from the four
             options above (Adam, betas (0.9, 0.99), weight decay 0).
@@ -48,6 +54,7 @@ class MoASE(CoTTA):
                  hp_mu: float = 1.0, hp_norm: str = 'squared',
                  trainable: str = 'all', adapter_lr: float = 2e-4,
                  base_lr: float = 7.5e-6, restore_prob: float = 0.01,
+                 restore_adapters: bool = True,
                  reset_optimizer_each_pass: bool = False,
                  optim_wrapper: Optional[dict] = None, **kwargs) -> None:
         for name, value, allowed in (('teacher', teacher, TEACHERS),
@@ -73,14 +80,23 @@ class MoASE(CoTTA):
         self.hp_mu = float(hp_mu)
         self.hp_norm = hp_norm
         self.trainable = trainable
+        self.restore_adapters = bool(restore_adapters)
+        self._adapter_prefixes: tuple = ()
 
     def setup(self, model) -> None:
+        self._adapter_prefixes = tuple(
+            f'{n}.' for n, m in unwrap(model).named_modules()
+            if isinstance(m, MoASEAdapter))
         super().setup(model)
         if not any(isinstance(m, MoASEAdapter) for m in self.segmentor.modules()):
             raise ValueError(
                 'MoASE needs a model with MoASE adapters: use a backbone of type '
                 "'MixVisionTransformerMoASE' (configs/_base_/models/"
                 'segformer_mit-b*_moase.py).')
+
+    def restores(self, name: str) -> bool:
+        return self.restore_adapters or not name.startswith(
+            self._adapter_prefixes)
 
     @property
     def student_uses_probs(self) -> bool:
@@ -96,10 +112,14 @@ class MoASE(CoTTA):
             metas = [s.metainfo for s in samples]
             logits = self.segmentor.encode_decode(inputs, metas)
             terms = []
+            if self.telemetry:
+                self._student_preds = []
             for i, p in enumerate(probs):
                 lg = F.interpolate(logits[i:i + 1], size=p.shape[-2:],
                                    mode='bilinear', align_corners=False)[0]
                 terms.append(-(p * F.log_softmax(lg, dim=0)).sum(0).mean())
+                if self._student_preds is not None:
+                    self._student_preds.append(class_argmax(lg.detach()))
             losses = dict(loss_soft_ce=torch.stack(terms).mean())
         if self.hp_mu > 0:
             losses['loss_hp'] = hp_loss(self.segmentor, self.teacher, self.hp_mu,

@@ -51,6 +51,7 @@ class TENT(BaseCTTAMethod):
                 m.train()
 
     def step(self, data_batch: dict) -> List[SegDataSample]:
+        self._start_step()
         view = self.plain_view(data_batch)
         with torch.enable_grad():
             inputs, samples = self.preprocess(self.model, view)
@@ -64,6 +65,7 @@ class TENT(BaseCTTAMethod):
                 for m, lab in zip(metas, labels):
                     m.gt_sem_seg = PixelData(data=lab)
                 loss = self.segmentor.loss(inputs, metas)['decode.loss_ce']
+            self.last_losses = {f'{self.loss}': float(loss.detach())}
             self.update(loss)
         return self.scored(view['data_samples'], labels)
 

@@ -5,6 +5,7 @@ ctta_method = dict(
     threshold=0.69,
     restore_prob=0.01,
     reset_optimizer_each_pass=True,
+    bn_stats='eval',  # 'eval' (released code: source BN statistics) | 'test_batch'
     view_index=None,  # plain view of the tta_pipeline: None = the unscaled, unflipped one
     optim_wrapper=dict(
         constructor='TrainableGroupsOptimWrapperConstructor',

@@ -10,6 +10,8 @@ ctta_method = dict(
     adapter_lr=2e-4,
     base_lr=7.5e-6,
     restore_prob=0.01,
+    restore_adapters=True,  # restore also resets adapter elements (public code)
+    bn_stats='eval',  # 'eval' (CoTTA code: source BN statistics) | 'test_batch'
     reset_optimizer_each_pass=False,
     threshold=0.69,
     view_index=None)  # None = the tta_pipeline's unscaled, unflipped view

@@ -9,6 +9,10 @@ moase_cfg = dict(
     sdd_directions=['smallest', 'smallest', 'largest', 'largest'],
     sdd_ratios=[0.25, 0.5, 0.25, 0.5],
     sdd_scope='token',  # 'token' (public code) | 'sample' (paper Eq. 2)
+    # What 'smallest' experts rank: 'active' (the weakest active neurons; default
+    # by measurement, README "Live experts") | 'all' (public code: post-ReLU zeros
+    # count as the smallest, so those experts mostly keep only zeros).
+    sdd_ranking='active',
     eta=0.1,
     dag_input='low',  # 'low' (paper Eq. 3) | 'high' (public code)
     asg_grad='none',  # 'none' (faithful) | 'ste' (our relaxation, an extension)

@@ -12,11 +12,14 @@ import torch
 from mmengine.dist import all_gather_object, is_main_process
 from mmengine.logging import print_log
 from mmengine.runner import BaseLoop
+from mmengine.structures import PixelData
 
 from mmseg.registry import DATASETS, LOOPS
+from mmseg.structures import SegDataSample
 from ...datasets.cityscapes_prep import missing_labels_error
 from ...evaluation.ctta_iou_metric import CTTAIoUMetric
 from ...evaluation.results import CTTAResults
+from ...evaluation.telemetry_plot import plot_telemetry
 from ...methods.base import BaseCTTAMethod, unwrap
 from ...models.fast_attention import skip_attention_weights
 from ...models.sync_bn import convert_ctta_sync_bn, stand_in_batch
@@ -31,6 +34,8 @@ from ...utils.options import check_choice
 from ...utils.precision import PRECISIONS, step_precision
 from ...utils.progress import StreamProgress
 from ..hooks.ema_teacher_hook import EMATeacherHook
+from ..telemetry import (ParameterDrift, StepStatsMeter,
+                         collect_module_telemetry, set_module_telemetry)
 from .predictions import save_predictions
 
 STATE_FILE = 'ctta_state.pth'
@@ -147,6 +152,15 @@ class CTTALoop(BaseLoop):
             ``method.step`` under bfloat16 autocast
             (:mod:`~mmseg_moase.utils.precision`; weights, optimiser and EMA
             stay float32). For GPUs with bfloat16 units.
+        telemetry (bool): Record, per pass, what adaptation did
+            (:mod:`~mmseg_moase.engine.telemetry`): the mean of every loss
+            term and of the method's step statistics, the student's own mIoU
+            beside the scored one for teacher methods (from the predictions
+            its loss already makes), parameter drift per group of student and
+            teacher, and the statistics of telemetry modules (MoASE: dead
+            tokens, routing, keep ratios). Written to ``ctta_results.*``,
+            logged, and sent to the visualizer's backends as scalars
+            (``ctta/...``, step = images so far). Defaults to True.
     """
 
     def __init__(self, runner, dataloader: dict, evaluator, method: dict,
@@ -158,7 +172,7 @@ class CTTALoop(BaseLoop):
                  tta_pipeline: Optional[list] = None,
                  check_sync: bool = True, cpu_malloc: str = 'keep',
                  skip_attention_weights: bool = True,
-                 precision: str = 'fp32') -> None:
+                 precision: str = 'fp32', telemetry: bool = True) -> None:
         check_choice('CTTALoop (ctta_cfg)', 'cpu_malloc', cpu_malloc,
                      CPU_MALLOC_MODES)
         check_choice('CTTALoop (ctta_cfg)', 'precision', precision, PRECISIONS)
@@ -200,6 +214,10 @@ class CTTALoop(BaseLoop):
         self.cpu_malloc = cpu_malloc
         self.skip_attention_weights = bool(skip_attention_weights)
         self.precision = precision
+        self.telemetry = bool(telemetry)
+        self._drift: Optional[ParameterDrift] = None
+        self._meter = StepStatsMeter()
+        self._student_eval = None
         self._device_type = 'cpu'  # of the model; set by run()
         self.method: Optional[BaseCTTAMethod] = None
         self.results: Optional[CTTAResults] = None
@@ -279,6 +297,10 @@ class CTTALoop(BaseLoop):
         runner.call_hook('before_test')
         runner.call_hook('before_test_epoch')
         self.method.setup(runner.model)
+        if self.telemetry:
+            self.method.telemetry = True
+            set_module_telemetry(self.method.segmentor, True)
+            self._drift = ParameterDrift(self.method.segmentor)
         if self.check_sync:
             check_same_on_all_ranks(
                 dict(weights=state_fingerprint(model.state_dict()),
@@ -309,6 +331,11 @@ class CTTALoop(BaseLoop):
         print_log(self.results.summary_line(), logger='current')
         print_log('results: ' + osp.join(runner.work_dir, 'ctta_results.md'),
                   logger='current')
+        if self.telemetry and is_main_process():
+            plot = osp.join(runner.work_dir, 'ctta_telemetry.png')
+            if plot_telemetry(self.results.records, plot,
+                              f'{self.results.method}: telemetry'):
+                print_log(f'telemetry plot: {plot}', logger='current')
         runner.call_hook('after_test_epoch', metrics=summary)
         runner.call_hook('after_test')
         return summary
@@ -351,6 +378,21 @@ class CTTALoop(BaseLoop):
                     metric.collect_dir = osp.join(runner.work_dir,
                                                   '.dist_collect')
         runner.visualizer.dataset_meta = dataset.metainfo
+        self._meter = StepStatsMeter()
+        self._student_eval = None
+        if self.telemetry and method.scores_teacher:
+            self._student_eval = runner.build_evaluator(
+                copy.deepcopy(self.evaluator_cfg))
+            self._student_eval.dataset_meta = dataset.metainfo
+            if is_distributed():
+                for metric in self._student_eval.metrics:
+                    if getattr(metric, 'collect_device', None) == 'cpu' and \
+                            getattr(metric, 'collect_dir', None) is None:
+                        metric.collect_dir = osp.join(runner.work_dir,
+                                                      '.dist_collect_student')
+        if self.telemetry:
+            # Sums of the previous pass (or of a resumed run's start) go.
+            collect_module_telemetry(method.segmentor)
 
         if state:
             for metric, results in zip(evaluator.metrics, state['metric_results']):
@@ -360,6 +402,14 @@ class CTTALoop(BaseLoop):
                     if is_main_process() else []
             method.load_state_dict(state['method'])
             self.results.load_state_dict(state['results'])
+            tel = state.get('telemetry') or {}
+            if 'steps' in tel:
+                self._meter.load_state_dict(tel['steps'])
+            if self._student_eval is not None and 'student_results' in tel:
+                for metric, results in zip(self._student_eval.metrics,
+                                           tel['student_results']):
+                    metric.results = [_tuplify(r) for r in results] \
+                        if is_main_process() else []
             seconds = state['seconds']
             skipped0 = state['skipped_at_start']
         else:
@@ -418,6 +468,8 @@ class CTTALoop(BaseLoop):
                         f'{type(method).__name__}.step returned {len(outputs)} '
                         f'outputs for a batch of {n_local} images')
                 evaluator.process(data_samples=outputs, data_batch=data_batch)
+                if self.telemetry:
+                    self._record_step(outputs, data_batch)
                 if self.out_preds:
                     save_predictions(outputs, self.out_preds, round_idx, name,
                                      dataset, color=self.out_preds_color)
@@ -444,6 +496,8 @@ class CTTALoop(BaseLoop):
             images=len(dataset), seconds=round(seconds, 3),
             seconds_per_image=round(seconds / max(len(dataset), 1), 4),
             skipped_updates=method.skipped_updates - skipped0)
+        if self.telemetry:
+            record.update(self._pass_telemetry(len(dataset)))
         if is_main_process():
             self.results.add(record)
         else:
@@ -452,11 +506,62 @@ class CTTALoop(BaseLoop):
                   f'({record["images"]} images, {record["seconds"]:.1f}s, '
                   f'{record["skipped_updates"]} skipped updates)',
                   logger='current')
+        if self.telemetry:
+            self._log_telemetry(record, progress.done)
         if self.check_sync:
             check_same_on_all_ranks(
                 {k: state_fingerprint(v) for k, v in method.state_dict().items()},
                 f'after pass {pass_idx + 1} ({label})')
         self._save_state(pass_idx + 1, 0, None, 0.0, method.skipped_updates)
+
+    # ----------------------------------------------------------- telemetry
+    def _record_step(self, outputs: Sequence, data_batch: dict) -> None:
+        """One step's statistics and, for teacher methods, the student's own
+        predictions scored against the same labels."""
+        self._meter.add(self.method.step_stats())
+        preds = self.method.student_predictions()
+        if self._student_eval is None or not preds:
+            return
+        samples = []
+        for s, p in zip(outputs, preds):
+            sample = SegDataSample(metainfo=s.metainfo)
+            sample.gt_sem_seg = s.gt_sem_seg
+            sample.pred_sem_seg = PixelData(data=p.reshape(1, *p.shape[-2:]))
+            samples.append(sample)
+        self._student_eval.process(data_samples=samples, data_batch=data_batch)
+
+    def _pass_telemetry(self, num_images: int) -> Dict[str, Any]:
+        """The pass's telemetry entries of its results record."""
+        method = self.method
+        out: Dict[str, Any] = {}
+        if self._student_eval is not None:
+            metrics = self._student_eval.evaluate(num_images)
+            out['student_mIoU'] = float(metrics.get('mIoU', float('nan')))
+        tel = dict(self._meter.means())
+        tel.update(collect_module_telemetry(method.segmentor))
+        if self._drift is not None:
+            tel.update(self._drift.measure(method.segmentor, 'drift.student'))
+            if method.teacher is not None:
+                tel.update(self._drift.measure(method.teacher, 'drift.teacher'))
+        out['telemetry'] = {k: round(v, 6) for k, v in sorted(tel.items())}
+        return out
+
+    def _log_telemetry(self, record: Dict[str, Any], images_done: int) -> None:
+        """Telemetry of a pass to the log and the visualizer's backends."""
+        tel = record.get('telemetry', {})
+        scalars = {f'ctta/{k}': v for k, v in tel.items()}
+        scalars['ctta/mIoU'] = record['mIoU']
+        if 'student_mIoU' in record:
+            scalars['ctta/student_mIoU'] = record['student_mIoU']
+        if is_main_process():
+            self.runner.visualizer.add_scalars(scalars, step=images_done)
+        shown = [f'{k}={v:.4g}' for k, v in tel.items()
+                 if k.startswith(('loss.', 'gate.', 'pseudo_label.', 'drift.',
+                                  'moase.all.'))]
+        if 'student_mIoU' in record:
+            shown.insert(0, f'student_mIoU={record["student_mIoU"]:.2f}')
+        if shown:
+            print_log('CTTA telemetry: ' + ', '.join(shown), logger='current')
 
     # ---------------------------------------------------------- validation
     def _check_batch_labels(self, data_batch: dict, domain: str, dataset) -> None:
@@ -500,6 +605,7 @@ class CTTALoop(BaseLoop):
             parts = all_gather_object(metric_results)
             metric_results = [[r for part in parts for r in part[k]]
                               for k in range(len(metric_results))]
+        telemetry = self._telemetry_state(evaluator is not None)
         if not is_main_process():
             return
         state = dict(
@@ -508,10 +614,26 @@ class CTTALoop(BaseLoop):
             skipped_at_start=skipped_at_start,
             method=self.method.state_dict(),
             metric_results=metric_results,
-            results=self.results.state_dict(), rng=_rng_state())
+            results=self.results.state_dict(), rng=_rng_state(),
+            telemetry=telemetry)
         tmp = self.state_path + '.tmp'
         torch.save(state, tmp)
         os.replace(tmp, self.state_path)
+
+    def _telemetry_state(self, mid_pass: bool) -> Dict[str, Any]:
+        """What a resumed pass needs to finish its telemetry: the step meter
+        and the student's metric results (module sums start afresh)."""
+        if not self.telemetry or not mid_pass:
+            return {}
+        state: Dict[str, Any] = dict(steps=self._meter.state_dict())
+        if self._student_eval is not None:
+            results = [list(m.results) for m in self._student_eval.metrics]
+            if is_distributed():
+                parts = all_gather_object(results)
+                results = [[r for part in parts for r in part[k]]
+                           for k in range(len(results))]
+            state['student_results'] = results
+        return state
 
     def _load_state(self) -> Optional[dict]:
         path = self.state_path

@@ -4,7 +4,6 @@ from typing import Dict, List
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...models.adapters.moase import ExpertBank, MoASEAdapter
 
 TRAINABLE_MODES = ('all', 'adapters', 'adapters+norm', 'norm')
 PARAM_GROUPS = ('experts', 'routers', 'norm', 'other')
@@ -22,10 +21,13 @@ _MODE_GROUPS = {
 def parameter_groups(model: nn.Module) -> Dict[str, List[str]]:
     """Sort every parameter name of ``model`` into one named group.
 
-    Groups: ``experts`` (MoASE expert banks), ``routers`` (the ASG and DAG gates of
-    MoASE adapters), ``norm`` (affine parameters of LayerNorm/BatchNorm/GroupNorm/
-    InstanceNorm outside adapters) and ``other`` (the rest). Parameters that no loss
-    can reach (the ASG router when ``asg_grad='none'``) are left out of every group.
+    Groups: those model parts declare (``ctta_param_group``, see
+    :mod:`mmseg_moase.models.ctta_parts`; MoASE: ``experts`` for the expert
+    banks, ``routers`` for the ASG and DAG gates), ``norm`` (affine parameters of
+    LayerNorm/BatchNorm/GroupNorm/InstanceNorm outside declared parts) and
+    ``other`` (the rest). Parameters that no loss can reach (declared by
+    ``gradient_free_parameter_names``: the ASG router when ``asg_grad='none'``)
+    are left out of every group.
 
     Args:
         model (nn.Module): Any model; unwrap DDP before calling.
@@ -36,26 +38,28 @@ def parameter_groups(model: nn.Module) -> Dict[str, List[str]]:
     groups: Dict[str, List[str]] = {g: [] for g in PARAM_GROUPS}
     owner: Dict[str, str] = {}
     gradient_free = set()
+    declared = set()
+    # Outer modules first, so an inner declaration (the experts inside an
+    # adapter) overwrites an outer one.
     for mod_name, mod in model.named_modules():
         prefix = f'{mod_name}.' if mod_name else ''
-        if isinstance(mod, MoASEAdapter):
-            gradient_free.update(prefix + n
-                                 for n in mod.gradient_free_parameter_names())
-        kind = ('experts' if isinstance(mod, ExpertBank) else
-                'routers' if isinstance(mod, MoASEAdapter) else
-                'norm' if isinstance(mod, NORM_TYPES) else None)
-        if kind is None:
-            continue
-        for p_name, _ in mod.named_parameters(recurse=kind != 'norm'):
-            # The innermost adapter-ish owner wins (experts inside an adapter).
-            full = prefix + p_name
-            if kind == 'routers' and owner.get(full) == 'experts':
-                continue
-            owner[full] = kind
+        names = getattr(mod, 'gradient_free_parameter_names', None)
+        if callable(names):
+            gradient_free.update(prefix + n for n in names())
+        kind = getattr(mod, 'ctta_param_group', None)
+        if kind is not None:
+            for p_name, _ in mod.named_parameters():
+                owner[prefix + p_name] = kind
+                declared.add(prefix + p_name)
+        elif isinstance(mod, NORM_TYPES):
+            for p_name, _ in mod.named_parameters(recurse=False):
+                if prefix + p_name not in declared:
+                    owner[prefix + p_name] = 'norm'
+
     for name, _ in model.named_parameters():
         if name in gradient_free:
             continue
-        groups[owner.get(name, 'other')].append(name)
+        groups.setdefault(owner.get(name, 'other'), []).append(name)
     return groups
 
 

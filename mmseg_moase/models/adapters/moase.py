@@ -5,8 +5,7 @@ Test Time Adaptation <https://arxiv.org/abs/2405.16486>`_ (MoASE). The options a
 their defaults follow ``shared/docs/MOASE_SPEC.md`` section 1.
 """
 import math
-from contextlib import contextmanager
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -16,8 +15,9 @@ from torch import Tensor
 
 from mmseg.registry import MODELS
 from ...utils.options import check_choice
-from .sdd import (SDD_DIRECTIONS, SDD_SCOPES, sdd, sdd_mask, sdd_num_kept,
-                  soft_threshold_mask)
+from ..ctta_parts import batch_groups
+from .sdd import (SDD_DIRECTIONS, SDD_RANKINGS, SDD_SCOPES, sdd, sdd_mask,
+                  sdd_num_kept, soft_threshold_mask)
 
 DAG_INPUTS = ('low', 'high')
 ASG_GRADS = ('none', 'ste')
@@ -61,6 +61,9 @@ class ExpertBank(nn.Module):
         num_experts (int): E.
         expert_type (str): ``'linear'`` or ``'mixffn'`` (adds a depthwise conv).
     """
+
+    #: Parameter group for the trainable-groups code (:mod:`..ctta_parts`).
+    ctta_param_group = 'experts'
 
     def __init__(self, embed_dims: int, bottleneck: int, num_experts: int,
                  expert_type: str = 'linear') -> None:
@@ -141,6 +144,17 @@ class MoASEAdapter(BaseModule):
         sdd_ratios (Sequence[float], optional): Base keep ratio q_i in (0, 1] per
             expert. Defaults to :func:`default_sdd_experts`.
         sdd_scope (str): ``'token'`` (public code, default) or ``'sample'`` (Eq. 2).
+        sdd_ranking (str): What 'smallest' experts rank. ``'all'`` (the public
+            code): the post-ReLU activations as they are, so such an expert keeps
+            exact zeros wherever K of a token's r activations are inactive (on the
+            synthetic source model, expert 0 kept only zeros in 100% of tokens:
+            its weights never get a gradient). ``'active'``: the K weakest
+            *active* (positive) activations, all active ones where fewer than K
+            are (see :mod:`.sdd`). 'largest' experts are the same under both.
+            Defaults to ``'active'``: on the synthetic benchmark (MiT-B0, 768
+            steps) ``'all'`` left expert 0 with only zeros in 98% of the tokens
+            and expert 1 in 75% (their weights get no gradient there), ``'active'``
+            in 0%, at the same scored mIoU (21.13 both; README, "Live experts").
         eta (float): ASG strength. Defaults to 0.1.
         dag_input (str): ``'low'`` (paper, default) or ``'high'`` (public code).
         dag_keep_ratio (float): Share of channels SDD keeps before the DAG. 0.5.
@@ -156,6 +170,10 @@ class MoASEAdapter(BaseModule):
         init_cfg (dict, optional): mmengine init config.
     """
 
+    #: Its own parameters (the ASG and DAG gates) are routers; the expert bank
+    #: inside declares its own group (:mod:`..ctta_parts`).
+    ctta_param_group = 'routers'
+
     def __init__(self,
                  embed_dims: int,
                  num_experts: int = 4,
@@ -163,6 +181,7 @@ class MoASEAdapter(BaseModule):
                  sdd_directions: Optional[Sequence[str]] = None,
                  sdd_ratios: Optional[Sequence[float]] = None,
                  sdd_scope: str = 'token',
+                 sdd_ranking: str = 'active',
                  eta: float = 0.1,
                  dag_input: str = 'low',
                  dag_keep_ratio: float = 0.5,
@@ -198,6 +217,7 @@ class MoASEAdapter(BaseModule):
                 raise ValueError('MoASE options `sdd_ratios` and `dag_keep_ratio` '
                                  f'must lie in (0, 1], got {q!r}')
         _check_choice('sdd_scope', sdd_scope, SDD_SCOPES)
+        _check_choice('sdd_ranking', sdd_ranking, SDD_RANKINGS)
         _check_choice('dag_input', dag_input, DAG_INPUTS)
         _check_choice('asg_grad', asg_grad, ASG_GRADS)
         _check_choice('expert_type', expert_type, EXPERT_TYPES)
@@ -210,6 +230,7 @@ class MoASEAdapter(BaseModule):
         self.sdd_directions = sdd_directions
         self.sdd_ratios = sdd_ratios
         self.sdd_scope = sdd_scope
+        self.sdd_ranking = sdd_ranking
         self.eta = float(eta)
         self.dag_input = dag_input
         self.dag_keep_ratio = float(dag_keep_ratio)
@@ -222,8 +243,14 @@ class MoASEAdapter(BaseModule):
                                   expert_type)
         self.asg = nn.Linear(embed_dims, num_experts)
         self.dag = nn.Linear(embed_dims, num_experts)
-        # Independent batches the input is made of (see asg_batch_groups).
+        # Independent batches the input is made of (ctta_parts.batch_groups).
         self.batch_groups = 1
+        #: Accumulated telemetry (see :meth:`set_telemetry`); None = off.
+        self.stats: Optional[AdapterStats] = None
+
+    def set_telemetry(self, enabled: bool) -> None:
+        """Start (fresh sums) or stop recording :class:`AdapterStats`."""
+        self.stats = AdapterStats() if enabled else None
 
     def reset_parameters(self) -> None:
         """Fresh adapter: routers as ``nn.Linear``, experts output zero."""
@@ -270,18 +297,20 @@ class MoASEAdapter(BaseModule):
                 mask, _ = soft_threshold_mask(zi, ratios[i],
                                               self.sdd_directions[i],
                                               self.sdd_scope,
-                                              self.asg_temperature)
+                                              self.asg_temperature,
+                                              self.sdd_ranking)
             else:
                 k = sdd_num_kept(zi.shape[-1], zi.shape[-2], float(ratios[i]),
                                  self.sdd_scope)
-                mask = sdd_mask(zi, k, self.sdd_directions[i], self.sdd_scope)
+                mask = sdd_mask(zi, k, self.sdd_directions[i], self.sdd_scope,
+                                self.sdd_ranking)
             masks.append(mask)
         return torch.stack(masks, dim=2)
 
     def forward(self, x: Tensor, hw_shape: Tuple[int, int]) -> Tensor:
         """Adapter output for the residual stream ``x`` (B, N, D).
 
-        Inside :func:`asg_batch_groups` the batch is split into its independent
+        Inside :func:`~mmseg_moase.models.ctta_parts.batch_groups` the batch is split into its independent
         batches, each with its own ASG keep ratios.
         """
         if self.batch_groups > 1:
@@ -294,40 +323,72 @@ class MoASEAdapter(BaseModule):
         phi = self.routing_weights(x)
         z = self.experts.down(x, hw_shape)
         z = z * self.expert_masks(z, ratios)
-        return self.scale * self.experts.up(z, phi)
+        out = self.scale * self.experts.up(z, phi)
+        if self.stats is not None:
+            self.stats.add(self, z, phi, ratios)
+        return out
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_experts={self.num_experts}, '
                 f'bottleneck={self.bottleneck}, sdd={list(zip(self.sdd_directions, self.sdd_ratios))}, '
-                f'sdd_scope={self.sdd_scope}, eta={self.eta}, '
+                f'sdd_scope={self.sdd_scope}, sdd_ranking={self.sdd_ranking}, eta={self.eta}, '
                 f'dag_input={self.dag_input}, asg_grad={self.asg_grad}, '
                 f'expert_type={self.expert_type}, scale={self.scale}')
 
 
-@contextmanager
-def asg_batch_groups(model: nn.Module, groups: int) -> Iterator[None]:
-    """Make ``model``'s MoASE adapters treat each batch as ``groups`` batches.
+class AdapterStats:
+    """Running sums of what one adapter did, over the forwards it recorded.
 
-    The ASG keep ratios average over the whole batch, so a batch that stacks
-    several independent batches (e.g. the unflipped and flipped view of an image,
-    run as one forward) would share one set of keep ratios where separate forwards
-    compute one per view. Inside this context every adapter splits its batch into
-    ``groups`` equal chunks along the batch axis and runs them one after the other,
-    as separate forwards would. No-op for ``groups=1`` or a model without adapters.
-
-    Args:
-        model (nn.Module): Any model; its :class:`MoASEAdapter` modules are set.
-        groups (int): Number of equal-size batches stacked in each input.
+    Per expert: the share of tokens whose kept SDD entries are all zero (a
+    *dead* token: the expert adds only its up-bias there and its weights get no
+    gradient from it), the mean DAG weight, the ASG keep ratio and the K it
+    gives; per adapter: the norm of its output relative to the Mix-FFN output
+    beside it (added by the block). Sums stay tensors, so recording costs no
+    host synchronisation; :meth:`means` reads them once.
     """
-    adapters = [] if groups == 1 else [
-        m for m in model.modules() if isinstance(m, MoASEAdapter)]
-    if not adapters:
-        yield
-        return
-    for a in adapters:
-        a.batch_groups = groups
-    try:
-        yield
-    finally:
-        for a in adapters:
-            a.batch_groups = 1
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.sums: Dict[str, Tensor] = {}
+        self.ratio_calls = 0
+        self.ratio_sum = 0.0
+
+    def _add(self, name: str, value: Tensor) -> None:
+        value = value.detach().float()
+        self.sums[name] = self.sums[name] + value if name in self.sums else value
+
+    @torch.no_grad()
+    def add(self, adapter: 'MoASEAdapter', z: Tensor, phi: Tensor,
+            ratios: Tensor) -> None:
+        """Record one forward: masked activations z (B, N, E, r), DAG weights
+        phi (B, N, E) and keep ratios (E,)."""
+        self.calls += 1
+        self._add('dead_share', (z.sum(-1) == 0).float().mean(dim=(0, 1)))
+        self._add('dag_weight', phi.mean(dim=(0, 1)))
+        self._add('keep_ratio', ratios)
+        n, r = z.shape[1], z.shape[-1]
+        self._add('k', torch.tensor([
+            sdd_num_kept(r, n, float(p), adapter.sdd_scope) for p in ratios]))
+
+    @torch.no_grad()
+    def add_output_ratio(self, adapter_out: Tensor, ffn_out: Tensor) -> None:
+        """Record ||adapter output|| / ||Mix-FFN output|| of one forward."""
+        self.ratio_calls += 1
+        ratio = adapter_out.detach().float().norm() / \
+            ffn_out.detach().float().norm().clamp_min(1e-12)
+        self.ratio_sum = self.ratio_sum + ratio
+
+    def means(self) -> Dict[str, List[float]]:
+        """Per-expert means (lists of E floats) and ``output_ratio`` ([one])."""
+        out = {k: (v / self.calls).tolist() for k, v in self.sums.items()} \
+            if self.calls else {}
+        if self.ratio_calls:
+            out['output_ratio'] = [float(self.ratio_sum) / self.ratio_calls]
+        return out
+
+
+def asg_batch_groups(model: nn.Module, groups: int):
+    """:func:`~mmseg_moase.models.ctta_parts.batch_groups` (kept under its
+    first name): each MoASE adapter computes one set of ASG keep ratios per
+    stacked batch."""
+    return batch_groups(model, groups)

@@ -6,6 +6,14 @@ keeps and the many it zeroes. *Domain-agnostic* experts keep the K largest entri
 channels (``token`` scope, the public code) or over the whole token x channel map of
 one sample (``sample`` scope, paper Eq. 2). Kept entries keep their gradient because
 the mask multiplies the input.
+
+Ranking (``ranking``): the public code ranks the post-ReLU activations as they are
+(``'all'``), so a 'smallest' expert keeps exact zeros whenever at least K of a
+group's entries are inactive, and its up projection never sees a nonzero input.
+``'active'`` ranks only the active (positive) entries: a 'smallest' expert keeps the
+K weakest *active* neurons, all active ones where fewer than K are. For 'largest'
+experts the two rankings keep the same values (an inactive entry kept by ``'all'``
+is zero), so the option changes only the 'smallest' experts.
 """
 from typing import Tuple
 
@@ -14,6 +22,7 @@ from torch import Tensor
 
 SDD_DIRECTIONS = ('largest', 'smallest')
 SDD_SCOPES = ('token', 'sample')
+SDD_RANKINGS = ('all', 'active')
 
 
 def sdd_num_kept(num_channels: int, num_tokens: int, ratio: float,
@@ -34,7 +43,16 @@ def sdd_num_kept(num_channels: int, num_tokens: int, ratio: float,
     return max(1, min(group, int(group * ratio)))
 
 
-def sdd_mask(z: Tensor, k: int, direction: str, scope: str) -> Tensor:
+def _ranking_key(flat: Tensor, direction: str, ranking: str) -> Tensor:
+    """What the top-k ranks: ``flat`` itself, or for ``'active'`` 'smallest'
+    ranking ``flat`` with inactive entries (<= 0) pushed past every active one."""
+    if ranking == 'all' or direction == 'largest':
+        return flat
+    return torch.where(flat > 0, flat, torch.full_like(flat, float('inf')))
+
+
+def sdd_mask(z: Tensor, k: int, direction: str, scope: str,
+             ranking: str = 'all') -> Tensor:
     """Hard 0/1 mask of the K entries SDD keeps.
 
     Args:
@@ -42,15 +60,22 @@ def sdd_mask(z: Tensor, k: int, direction: str, scope: str) -> Tensor:
         k (int): Entries kept per group (per token or per sample).
         direction (str): ``'largest'`` or ``'smallest'``.
         scope (str): ``'token'`` or ``'sample'``.
+        ranking (str): ``'all'`` (public code: exactly ``k`` ones per group,
+            inactive entries ranked as zeros) or ``'active'`` (the ``k`` weakest
+            or strongest active entries; fewer ones where fewer are active).
 
     Returns:
-        Tensor: Mask with the dtype of ``z`` and exactly ``k`` ones per group.
+        Tensor: Mask with the dtype of ``z``.
     """
     flat = z if scope == 'token' else z.reshape(z.shape[0], -1)
+    flat = flat.detach()
+    key = _ranking_key(flat, direction, ranking)
     # Only the kept set matters: sorted=False halves the cost of the wide DAG top-k.
-    idx = flat.detach().topk(k, dim=-1, largest=direction == 'largest',
-                             sorted=False).indices
+    idx = key.topk(k, dim=-1, largest=direction == 'largest',
+                   sorted=False).indices
     mask = torch.zeros_like(flat).scatter_(-1, idx, 1.0)
+    if ranking == 'active':
+        mask = mask * (flat > 0).to(mask.dtype)
     return mask.view_as(z)
 
 
@@ -71,7 +96,8 @@ def sdd(z: Tensor, ratio: float, direction: str, scope: str) -> Tensor:
 
 
 def soft_threshold_mask(z: Tensor, ratio: Tensor, direction: str, scope: str,
-                        temperature: float) -> Tuple[Tensor, Tensor]:
+                        temperature: float,
+                        ranking: str = 'all') -> Tuple[Tensor, Tensor]:
     """Hard SDD mask with a straight-through sigmoid relaxation in ``ratio``.
 
     The forward value equals :func:`sdd_mask` at ``K = sdd_num_kept(ratio)``. In the
@@ -87,6 +113,9 @@ def soft_threshold_mask(z: Tensor, ratio: Tensor, direction: str, scope: str,
         direction (str): ``'largest'`` or ``'smallest'``.
         scope (str): ``'token'`` or ``'sample'``.
         temperature (float): Sigmoid temperature relative to the std of ``z``.
+        ranking (str): As :func:`sdd_mask`. With ``'active'`` the threshold is
+            taken among the active entries (inactive ones rank last), and the
+            relaxed mask is zero where the hard one is zero for inactivity.
 
     Returns:
         tuple[Tensor, Tensor]: The straight-through mask and the hard mask.
@@ -94,9 +123,14 @@ def soft_threshold_mask(z: Tensor, ratio: Tensor, direction: str, scope: str,
     flat = z if scope == 'token' else z.reshape(z.shape[0], -1)
     group = flat.shape[-1]
     k = sdd_num_kept(z.shape[-1], z.shape[-2], float(ratio.detach()), scope)
-    hard = sdd_mask(z, k, direction, scope).reshape_as(flat)
+    hard = sdd_mask(z, k, direction, scope, ranking).reshape_as(flat)
     largest = direction == 'largest'
-    ranked = flat.sort(dim=-1, descending=largest).values
+    key = _ranking_key(flat, direction, ranking)
+    if ranking == 'active' and not largest:
+        # A finite stand-in for the inactive entries' rank: past every active one.
+        top = flat.detach().amax(dim=-1, keepdim=True).clamp_min(0) + 1
+        key = torch.where(flat > 0, flat, top)
+    ranked = key.sort(dim=-1, descending=largest).values
     # Fractional rank r = group * ratio; tau interpolates ranked[r-1] and ranked[r].
     pos = (ratio * group).clamp(1.0, float(group))
     lo = pos.detach().floor().long().clamp(1, group)
@@ -108,5 +142,7 @@ def soft_threshold_mask(z: Tensor, ratio: Tensor, direction: str, scope: str,
     scale = temperature * flat.detach().std(dim=-1, keepdim=True).clamp_min(1e-6)
     sign = 1.0 if largest else -1.0
     soft = torch.sigmoid(sign * (flat - tau) / scale)
+    if ranking == 'active':
+        soft = soft * (flat.detach() > 0).to(soft.dtype)
     mask = hard + (soft - soft.detach())  # exactly `hard` in the forward pass
     return mask.view_as(z), hard.view_as(z)

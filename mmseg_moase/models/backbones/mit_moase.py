@@ -38,8 +38,12 @@ class MoASEEncoderLayer(BaseModule):
 
         def _inner_forward(x):
             x = self.attn(self.norm1(x), hw_shape, identity=x)
-            return self.ffn(self.norm2(x), hw_shape,
-                            identity=x) + self.adapter(x, hw_shape)
+            ffn = self.ffn(self.norm2(x), hw_shape, identity=x)
+            out = self.adapter(x, hw_shape)
+            stats = getattr(self.adapter, 'stats', None)
+            if stats is not None:
+                stats.add_output_ratio(out, ffn - x)
+            return ffn + out
 
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(_inner_forward, x, use_reentrant=False)
@@ -112,6 +116,48 @@ class MixVisionTransformerMoASE(MixVisionTransformer):
         """(name, adapter) of every adapter, names relative to the backbone."""
         return [(n, m.adapter) for n, m in self.named_modules()
                 if isinstance(m, MoASEEncoderLayer)]
+
+    def set_telemetry(self, enabled: bool) -> None:
+        """Start (fresh sums) or stop recording every adapter's statistics."""
+        for _, adapter in self.adapters():
+            adapter.set_telemetry(enabled)
+
+    def collect_telemetry(self) -> Dict[str, float]:
+        """The adapters' statistics since the last call, then fresh sums.
+
+        Keys ``moase.stage{s}.{stat}`` (``output_ratio``: adapter output /
+        Mix-FFN output norm, mean over the stage's blocks) and
+        ``moase.stage{s}.expert{i}.{stat}`` (``dead_share``, ``dag_weight``,
+        ``keep_ratio``, ``k``), plus ``moase.all.*``, the means over all
+        adapters. Stages count from 1 as in the SegFormer paper. Empty if
+        nothing was recorded.
+        """
+        per_stage: Dict[int, List[Dict[str, List[float]]]] = {}
+        for i, layer in enumerate(self.layers):
+            for block in layer[1]:
+                stats = getattr(getattr(block, 'adapter', None), 'stats', None)
+                if stats is not None and stats.calls:
+                    per_stage.setdefault(i + 1, []).append(stats.means())
+        out: Dict[str, float] = {}
+
+        def put(prefix: str, records: List[Dict[str, List[float]]]) -> None:
+            for key in records[0]:
+                values = [r[key] for r in records if key in r]
+                mean = [sum(v) / len(values) for v in zip(*values)]
+                if key == 'output_ratio':
+                    out[f'{prefix}.{key}'] = mean[0]
+                else:
+                    for e, v in enumerate(mean):
+                        out[f'{prefix}.expert{e}.{key}'] = v
+
+        for stage, records in per_stage.items():
+            put(f'moase.stage{stage}', records)
+        if per_stage:
+            put('moase.all', [r for rs in per_stage.values() for r in rs])
+        for _, adapter in self.adapters():
+            if adapter.stats is not None:
+                adapter.set_telemetry(True)
+        return out
 
     def init_weights(self) -> None:
         """Stock MiT initialisation, then fresh (zero-output) adapters."""
