@@ -4,7 +4,11 @@ import os.path as osp
 
 from PIL import Image
 
-from mmseg_moase.apis.synthetic_benchmark import (METHOD_CONFIGS, aggregate,
+import pytest
+
+from mmseg_moase.apis.synthetic_benchmark import (METHOD_CONFIGS, PROTOCOLS,
+                                                  VARIANTS, aggregate,
+                                                  method_spec,
                                                   run_synthetic_benchmark)
 
 
@@ -14,8 +18,10 @@ def test_miniature_benchmark_writes_table_json_and_plot(tmp_path):
         work_root=work, data_root=str(tmp_path / 'data'),
         generator=dict(size=(64, 128), num_source_train=4, num_source_val=2,
                        num_target=1, workers=1, progress=False),
-        train_iters=2, train_batch_size=2, rounds=1)
+        train_iters=2, train_batch_size=2, rounds=1, jobs=2)
     assert set(payload['methods']) == set(METHOD_CONFIGS)
+    # Side by side, each run's output went to its own log.
+    assert osp.isfile(osp.join(work, 'moase', 'seed0', 'run.log'))
     for name, t in payload['methods'].items():
         assert len(t['passes']) == 4  # 1 round x 4 domains
         assert t['seeds'] == 1
@@ -29,6 +35,17 @@ def test_miniature_benchmark_writes_table_json_and_plot(tmp_path):
     data = json.load(open(osp.join(work, 'comparison.json')))
     assert data['source_model']['iterations'] == 2
     assert set(data['stage_seconds']) >= {'data_s', 'source_model_s', 'MoASE_s'}
+    # The telemetry table: the teacher methods' student mIoU, MoASE's experts.
+    tel = md[md.index('Telemetry'):]
+    row = next(x for x in tel.splitlines() if x.startswith('| MoASE |'))
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[1] != '-' and 0 <= float(cells[1]) <= 100
+    assert cells[-1].count('/') == 4  # dead share / DAG weight of 4 experts
+    src = next(x for x in tel.splitlines() if x.startswith('| Source |'))
+    assert src.split('|')[2].strip() == '-'
+    for name in METHOD_CONFIGS:
+        assert osp.isfile(osp.join(work, name.lower(), 'seed0',
+                                   'ctta_results.json'))
     with Image.open(osp.join(work, 'miou_stream.png')) as img:
         assert img.size[0] > 300 and img.size[1] > 200
     # A second call reuses the data, the source model and every finished run.
@@ -65,3 +82,16 @@ def test_aggregate_means_and_spread_over_seeds(tmp_path):
     assert '| Source | 1 | 1 | 40.00 | 20.00 | 30.00 |' in md
     assert '| MoASE | 33.50 ± 1.50 | 0.500 | 1.0x |' in md
     assert (tmp_path / 'miou_stream.png').stat().st_size > 1000
+
+
+def test_protocols_and_variants():
+    assert PROTOCOLS['default']['num_target'] * 4 * 3 > 693  # > EMA half-life
+    assert PROTOCOLS['long']['num_target'] == 400  # ACDC's images per condition
+    config, options = method_spec('MoASE-keep-adapters')
+    assert config == METHOD_CONFIGS['MoASE']
+    assert options == ['ctta_method.restore_adapters=False']
+    assert all(base in METHOD_CONFIGS for base, _ in VARIANTS.values())
+    with pytest.raises(ValueError, match='unknown method'):
+        method_spec('MoASE-typo')
+    with pytest.raises(ValueError, match='unknown method'):
+        run_synthetic_benchmark(methods=['MoASE-typo'])

@@ -37,7 +37,7 @@ the memory a step needs.
     python tools/benchmark_ctta.py [CONFIG ...] [--size H W] [--images 2]
         [--repeats 3] [--warmup 1] [--device cpu|cuda] [--threads N]
         [--moase-teachers cotta single single-adapters single-banded]
-        [--no-memory] [--attention-weights]
+        [--no-memory] [--attention-weights] [--telemetry]
         [--cpu-malloc keep|default] [--precision fp32|bf16]
         [--out work_dirs/benchmark_ctta.json]
 
@@ -105,11 +105,18 @@ class Variant:
     label: str
     config: str
     overrides: Dict[str, Any] = field(default_factory=dict)
+    #: Record what ``CTTALoop`` records with ``ctta_cfg.telemetry=True`` in a
+    #: step (the method's statistics, the student's predictions, the model's
+    #: telemetry modules); the per-pass drift and the student's IoU sums are
+    #: not per-step costs and are left out.
+    telemetry: bool = False
 
 
-def expand_variants(configs: Sequence[str],
-                    moase_teachers: Sequence[str]) -> List[Variant]:
-    """One variant per config; a MoASE config gives one per teacher mode."""
+def expand_variants(configs: Sequence[str], moase_teachers: Sequence[str],
+                    telemetry: bool = False) -> List[Variant]:
+    """One variant per config; a MoASE config gives one per teacher mode;
+    with ``telemetry`` every adapting variant also runs with telemetry on
+    (its label + ``' +telemetry'``), side by side with the plain one."""
     from mmengine.config import Config
     variants = []
     for path in configs:
@@ -121,6 +128,10 @@ def expand_variants(configs: Sequence[str],
             over = MOASE_TEACHERS[name]
             label = 'MoASE ' + ' '.join(f'{k}={v}' for k, v in over.items())
             variants.append(Variant(label, path, dict(over)))
+    if telemetry:
+        variants += [Variant(v.label + ' +telemetry', v.config,
+                             dict(v.overrides), telemetry=True)
+                     for v in list(variants) if v.label != REFERENCE]
     labels = [v.label for v in variants]
     if REFERENCE not in labels:
         raise ValueError(f'the ratios are relative to {REFERENCE}: add a Source '
@@ -211,6 +222,10 @@ def build_bench(variant: Variant, size: Tuple[int, int], num_images: int,
         raise ValueError(f'{variant.config}: {variant.label} needs the '
                          'EMATeacherHook in custom_hooks')
     method.setup(model)
+    if variant.telemetry:
+        from mmseg_moase.engine.telemetry import set_module_telemetry
+        method.telemetry = True
+        set_module_telemetry(method.segmentor, True)
     method.on_pass_start(0, 'benchmark')
     batches = fabricate_batches(cfg, method.multi_view, size, num_images, seed)
     return Bench(variant, method, hooks, batches, len(split_views(batches[0])))
@@ -233,6 +248,9 @@ def run_image(bench: Bench, batch: dict, device: str,
     for hook in bench.hooks:
         hook.after_test_iter(runner, 0, data_batch=batch, outputs=outputs)
     bench.method.after_step()
+    if bench.variant.telemetry:
+        bench.method.step_stats()
+        bench.method.student_predictions()
     _sync(device)
     return time.perf_counter() - t0, time.process_time() - c0
 
@@ -344,6 +362,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--moase-teachers', nargs='+',
                         default=list(MOASE_TEACHERS), choices=list(MOASE_TEACHERS),
                         help='teacher modes measured for a MoASE config')
+    parser.add_argument('--telemetry', action='store_true',
+                        help='also measure every adapting method with the '
+                        "loop's telemetry on (ctta_cfg.telemetry=True, the "
+                        'default of tools/test_ctta.py), side by side')
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the per-variant peak-memory processes')
     parser.add_argument('--cpu-malloc', choices=CPU_MALLOC_MODES,
@@ -379,7 +401,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    variants = expand_variants(args.configs, args.moase_teachers)
+    variants = expand_variants(args.configs, args.moase_teachers,
+                               args.telemetry)
     machine = machine_description(args.device)
     size = tuple(args.size)
     benches = [build_bench(v, size, args.images, args.device,

@@ -32,7 +32,7 @@ def parse_args(argv=None):
                         help='clear-weather training images')
     parser.add_argument('--num-val', type=int, default=50,
                         help='clear-weather validation images')
-    parser.add_argument('--num-target', type=int, default=40,
+    parser.add_argument('--num-target', type=int, default=64,
                         help='images per adverse condition')
     parser.add_argument('--severity', type=float, default=0.7,
                         help='strength of the adverse conditions in [0, 1]')

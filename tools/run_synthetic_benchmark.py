@@ -1,12 +1,15 @@
 """The main job: the synthetic city -> weather CTTA benchmark, end to end.
 
     python tools/run_synthetic_benchmark.py [--seeds 0 1 2] [--methods ...]
-        [--work-dir work_dirs/synthetic_benchmark] [--data-root data/synthetic_city]
+        [--protocol default|long] [--jobs N]
+        [--work-dir DIR] [--data-root DIR]
 
 Generates the data and trains the source model when missing (both reused after),
-runs Source, NormStat, TENT, CoTTA and MoASE over 3 rounds of Fog -> Night -> Rain
--> Snow, and writes comparison.{md,json}, miou_stream.png and every run's
-ctta_results.* under the work dir.
+runs Source, NormStat, TENT, CoTTA and MoASE (and any named variant, e.g.
+``MoASE-active``) over 3 rounds of Fog -> Night -> Rain -> Snow, and writes
+comparison.{md,json}, miou_stream.png and every run's ctta_results.* and
+ctta_telemetry.png under the work dir. ``--protocol long`` uses ACDC's 400 images
+per condition (its own data and work folders, the same source model).
 """
 import argparse
 import os.path as osp
@@ -15,34 +18,52 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmseg_moase.apis.synthetic_benchmark import (  # noqa: E402
-    METHOD_CONFIGS, run_synthetic_benchmark)
+    METHOD_CONFIGS, PROTOCOLS, VARIANTS, run_synthetic_benchmark)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--work-dir', default='work_dirs/synthetic_benchmark')
-    p.add_argument('--data-root', default='data/synthetic_city')
+    p.add_argument('--protocol', choices=list(PROTOCOLS), default='default',
+                   help='stream length: default = 64 images per condition '
+                   '(768 steps), long = 400 (4800 steps)')
+    p.add_argument('--work-dir', help='default: the protocol\'s '
+                   '(work_dirs/synthetic_benchmark[_long])')
+    p.add_argument('--data-root', help='default: the protocol\'s '
+                   '(data/synthetic_city[_long])')
     p.add_argument('--methods', nargs='+', default=list(METHOD_CONFIGS),
-                   choices=list(METHOD_CONFIGS))
+                   choices=list(METHOD_CONFIGS) + list(VARIANTS),
+                   help='methods and named variants to run')
     p.add_argument('--seeds', nargs='+', type=int, default=[0],
                    help='seeds for the adapting methods (all but Source)')
+    p.add_argument('--jobs', type=int, default=1,
+                   help='method runs side by side (each with cores/jobs '
+                   'threads; output then goes to each run\'s run.log)')
     p.add_argument('--train-iters', type=int, help='override source training')
     p.add_argument('--rounds', type=int, help='override the number of rounds')
     p.add_argument('--size', nargs=2, type=int, metavar=('H', 'W'),
                    help='generated image size (default 128 256)')
     p.add_argument('--num-train', type=int, help='source training images')
     p.add_argument('--num-val', type=int, help='source val images')
-    p.add_argument('--num-target', type=int, help='images per condition (16)')
+    p.add_argument('--num-target', type=int,
+                   help='images per condition (default: the protocol\'s)')
     args = p.parse_args(argv)
-    gen = {}
+    proto = PROTOCOLS[args.protocol]
+    gen = dict(num_target=proto['num_target'])
     if args.size:
         gen['size'] = tuple(args.size)
     for key, name in (('num_train', 'num_source_train'),
                       ('num_val', 'num_source_val'), ('num_target', 'num_target')):
         if getattr(args, key) is not None:
             gen[name] = getattr(args, key)
-    run_synthetic_benchmark(args.work_dir, args.data_root, args.methods,
-                            args.seeds, gen, args.train_iters, rounds=args.rounds)
+    work = args.work_dir or proto['work_root']
+    source_dir = None
+    if args.protocol != 'default' and not args.work_dir:
+        # Same source data, same recipe: share the default protocol's model.
+        source_dir = osp.join(PROTOCOLS['default']['work_root'], 'source_model')
+    run_synthetic_benchmark(work, args.data_root or proto['data_root'],
+                            args.methods, args.seeds, gen, args.train_iters,
+                            rounds=args.rounds, jobs=args.jobs,
+                            source_dir=source_dir)
 
 
 if __name__ == '__main__':

@@ -31,6 +31,42 @@ METHOD_CONFIGS = {
 ADAPTING = ('NormStat', 'TENT', 'CoTTA', 'MoASE')
 DOMAINS = ('fog', 'night', 'rain', 'snow')
 
+#: Stream lengths. ``default``: 64 images per condition x 4 x 3 rounds = 768
+#: adaptation steps, longer than the 693-step half-life of an EMA teacher at
+#: momentum 0.999 (16 images, the earlier length, gave 192 steps: the scored
+#: teacher stayed near the source model whatever the student learned).
+#: ``long``: ACDC's 400 images per condition (4800 steps, the real protocol).
+PROTOCOLS = {
+    'default': dict(num_target=64, data_root='data/synthetic_city',
+                    work_root='work_dirs/synthetic_benchmark'),
+    'long': dict(num_target=400, data_root='data/synthetic_city_long',
+                 work_root='work_dirs/synthetic_benchmark_long'),
+}
+
+#: Named variants: a method's config with some options changed
+#: (``--cfg-options``), each run and reported as its own row.
+VARIANTS = {
+    'MoASE-active': ('MoASE', [
+        'model.backbone.moase_cfg.sdd_ranking=active']),
+    'MoASE-all': ('MoASE', ['model.backbone.moase_cfg.sdd_ranking=all']),
+    'MoASE-1group': ('MoASE', ['ctta_method.base_lr=0.0002']),
+    'MoASE-keep-adapters': ('MoASE', ['ctta_method.restore_adapters=False']),
+    'MoASE-ste': ('MoASE', ['model.backbone.moase_cfg.asg_grad=ste']),
+    'MoASE-bn': ('MoASE', ['ctta_method.bn_stats=test_batch']),
+    'CoTTA-bn': ('CoTTA', ['ctta_method.bn_stats=test_batch']),
+}
+
+
+def method_spec(name: str):
+    """``(config file name, extra --cfg-options)`` of a method or variant."""
+    if name in METHOD_CONFIGS:
+        return METHOD_CONFIGS[name], []
+    if name in VARIANTS:
+        base, options = VARIANTS[name]
+        return METHOD_CONFIGS[base], list(options)
+    raise ValueError(f'unknown method {name!r}; choose from '
+                     f'{list(METHOD_CONFIGS) + list(VARIANTS)}')
+
 
 def _log(msg: str) -> None:
     print(f'[benchmark] {msg}', flush=True)
@@ -126,8 +162,11 @@ def train_source(data_root: str, work_dir: str, max_iters: Optional[int] = None,
 
 def run_method(method: str, checkpoint: str, work_dir: str, seed: int,
                data_root: str, rounds: Optional[int] = None,
-               extra_options: Sequence[str] = ()) -> Dict:
-    """One method over the stream through ``tools/test_ctta.py`` (a subprocess)."""
+               extra_options: Sequence[str] = (),
+               threads: Optional[int] = None, quiet: bool = False) -> Dict:
+    """One method (or variant) over the stream through ``tools/test_ctta.py``
+    (a subprocess, with ``threads`` torch threads when given). ``quiet``: its
+    output goes to ``<work_dir>/run.log`` only (for runs side by side)."""
     results = osp.join(work_dir, 'ctta_results.json')
     if osp.isfile(results):
         with open(results) as f:
@@ -135,15 +174,36 @@ def run_method(method: str, checkpoint: str, work_dir: str, seed: int,
         if res['summary']['passes_done'] == res['summary']['passes_total']:
             _log(f'{method} seed {seed}: done before ({results})')
             return res
-    config = osp.join(CONFIG_DIR, METHOD_CONFIGS[method])
+    config_name, variant_options = method_spec(method)
+    config = osp.join(CONFIG_DIR, config_name)
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'test_ctta.py'), config,
            checkpoint, '--work-dir', work_dir, '--seed', str(seed),
-           '--cfg-options', *_domain_options(data_root, rounds), *extra_options]
+           '--cfg-options', *_domain_options(data_root, rounds),
+           *variant_options, *extra_options]
     if osp.exists(osp.join(work_dir, 'ctta_state.pth')):
         cmd.append('--resume')
-    _log(f'{method} seed {seed}: ' + ' '.join(cmd[1:4]) + ' ...')
+    _log(f'{method} seed {seed}: ' + ' '.join(cmd[1:4]) +
+         (f' {" ".join(variant_options)}' if variant_options else '') + ' ...')
+    env = dict(os.environ)
+    if threads:
+        env['OMP_NUM_THREADS'] = str(threads)
+        env['MKL_NUM_THREADS'] = str(threads)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    if quiet:
+        log_path = osp.join(work_dir, 'run.log')
+        os.makedirs(work_dir, exist_ok=True)
+        _log(f'{method} seed {seed}: output in {log_path}')
+        with open(log_path, 'a') as log:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        if proc.returncode:
+            with open(log_path) as f:
+                tail = ''.join(f.readlines()[-25:])
+            raise RuntimeError(f'{method} seed {seed} failed (exit '
+                               f'{proc.returncode}); the end of {log_path}:\n'
+                               f'{tail}')
+    else:
+        subprocess.run(cmd, check=True, cwd=ROOT, env=env)
     _log(f'{method} seed {seed}: {time.perf_counter() - t0:.0f}s')
     with open(results) as f:
         return json.load(f)
@@ -165,7 +225,11 @@ def aggregate(runs: Dict[str, List[Dict]], out_dir: str,
         means = [r['summary']['mean_mIoU'] for r in seed_runs]
         secs = sum(r['summary']['seconds'] for r in seed_runs)
         imgs = sum(r['summary']['images'] for r in seed_runs)
+        students = [r['summary'].get('student_mean_mIoU') for r in seed_runs]
+        students = [x for x in students if x is not None]
         table[m] = dict(
+            student_mean_mIoU=statistics.mean(students) if students else None,
+            telemetry=telemetry_summary(seed_runs[0]),
             seeds=len(seed_runs),
             passes={f'{r + 1}/{d}': dict(mean=statistics.mean(v),
                                          std=statistics.pstdev(v), runs=v)
@@ -203,6 +267,7 @@ def aggregate(runs: Dict[str, List[Dict]], out_dir: str,
     lines.append('')
     lines.append(f"Source model: clean val mIoU {source_summary['clean_val_mIoU']:.2f}"
                  '; ± is the population std over seeds.')
+    lines += ['', telemetry_table(table)]
     md = '\n'.join(lines) + '\n'
     payload = dict(domains=domains, rounds=n_rounds, methods=table,
                    source_model=source_summary)
@@ -214,6 +279,58 @@ def aggregate(runs: Dict[str, List[Dict]], out_dir: str,
     plot_stream(table, domains, n_rounds, osp.join(out_dir, 'miou_stream.png'),
                 source_summary.get('clean_val_mIoU'))
     return payload
+
+
+#: Telemetry columns of the comparison: (heading, key in a pass record).
+TELEMETRY_COLUMNS = (
+    ('drift student backbone', 'drift.student.backbone'),
+    ('drift teacher backbone', 'drift.teacher.backbone'),
+    ('student experts ‖θ‖ (zero-start)', 'drift.student.experts_abs'),
+    ('teacher experts ‖θ‖ (zero-start)', 'drift.teacher.experts_abs'),
+    ('plain-view gate share', 'gate.plain_share'),
+    ('pseudo-label = source', 'pseudo_label.source_agreement'),
+)
+
+
+def telemetry_summary(run: Dict) -> Dict:
+    """The last pass's telemetry of one run, plus the student's mean mIoU and
+    the MoASE experts' mean dead-token share and DAG weight over the run."""
+    passes = run.get('passes', [])
+    if not passes or 'telemetry' not in passes[-1]:
+        return {}
+    last = dict(passes[-1]['telemetry'])
+    experts = sorted({k.split('.')[2] for p in passes for k in p['telemetry']
+                      if k.startswith('moase.all.expert')})
+    for e in experts:
+        for stat in ('dead_share', 'dag_weight', 'k'):
+            vals = [p['telemetry'].get(f'moase.all.{e}.{stat}') for p in passes]
+            vals = [v for v in vals if v is not None]
+            if vals:
+                last[f'run_mean.{e}.{stat}'] = statistics.mean(vals)
+    return last
+
+
+def telemetry_table(table: Dict) -> str:
+    """Markdown: the telemetry columns per method (seed of the first run)."""
+    head = ['Method', 'student mIoU (not scored)'] + [
+        h for h, _ in TELEMETRY_COLUMNS] + ['experts: dead share / DAG weight']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for m, t in table.items():
+        tel = t.get('telemetry') or {}
+        st = t.get('student_mean_mIoU')
+        cells = [m, '-' if st is None else f'{st:.2f}']
+        for _, key in TELEMETRY_COLUMNS:
+            v = tel.get(key)
+            cells.append('-' if v is None else f'{v:.3g}')
+        experts = sorted({k.split('.')[1] for k in tel
+                          if k.startswith('run_mean.expert')})
+        cells.append(' '.join(
+            f"{tel[f'run_mean.{e}.dead_share']:.2f}/"
+            f"{tel[f'run_mean.{e}.dag_weight']:.2f}" for e in experts) or '-')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return ('Telemetry (drift at the end of the stream; gate and agreement of '
+            'the last pass; expert shares averaged over the run):\n\n' +
+            '\n'.join(lines) + '\n')
 
 
 def plot_stream(table: Dict, domains: Sequence[str], n_rounds: int, path: str,
@@ -257,39 +374,73 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
                             train_iters: Optional[int] = None,
                             train_batch_size: Optional[int] = None,
                             rounds: Optional[int] = None,
-                            extra_options: Sequence[str] = ()) -> Dict:
-    """Run every stage; returns the comparison JSON (also written to disk)."""
+                            extra_options: Sequence[str] = (),
+                            jobs: int = 1,
+                            source_dir: Optional[str] = None) -> Dict:
+    """Run every stage; returns the comparison JSON (also written to disk).
+
+    Args:
+        methods: Methods (``METHOD_CONFIGS``) and variants (``VARIANTS``).
+        generator: :func:`generate_synthetic_city` arguments over the default
+            protocol's (64 images per condition).
+        jobs: Method runs side by side, each with ``cpu_count // jobs`` torch
+            threads (the runs are independent processes; the table does not
+            depend on it). Defaults to 1.
+        source_dir: Where the source model is trained or found (default
+            ``<work_root>/source_model``).
+    """
     from ..datasets.synthetic_city import generate_synthetic_city
-    unknown = set(methods) - set(METHOD_CONFIGS)
-    if unknown:
-        raise ValueError(f'unknown methods {sorted(unknown)}; choose from '
-                         f'{list(METHOD_CONFIGS)}')
+    for m in methods:
+        method_spec(m)  # unknown names fail before anything runs
+    if jobs < 1:
+        raise ValueError(f'jobs must be >= 1, got {jobs}')
     timings = {}
     t0 = time.perf_counter()
-    # 16 images per condition: 3 rounds x 4 x 16 = 192 stream images per method,
-    # which keeps the first run within its 20 minutes on 2 cores.
-    gen = dict(num_target=16)
+    gen = dict(num_target=PROTOCOLS['default']['num_target'])
     gen.update(generator or {})
     _log(f'data: {data_root} ({gen})')
     generate_synthetic_city(data_root, **gen)
     timings['data_s'] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    source = train_source(data_root, osp.join(work_root, 'source_model'),
+    source = train_source(data_root, source_dir or osp.join(work_root,
+                                                            'source_model'),
                           train_iters, train_batch_size)
     timings['source_model_s'] = time.perf_counter() - t0
 
+    tasks = [(m, s) for m in methods
+             for s in (seeds if m in ADAPTING or m in VARIANTS else seeds[:1])]
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+
+    def work(task):
+        m, seed = task
+        t = time.perf_counter()
+        res = run_method(m, source['checkpoint'],
+                         osp.join(work_root, m.lower(), f'seed{seed}'), seed,
+                         data_root, rounds, extra_options, threads=threads,
+                         quiet=jobs > 1)
+        return m, seed, res, time.perf_counter() - t
+
+    t_stream = time.perf_counter()
+    done: Dict[tuple, Dict] = {}
+    if jobs == 1:
+        outcomes = map(work, tasks)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(jobs)
+        outcomes = pool.map(work, tasks)
+    for m, seed, res, secs in outcomes:
+        done[(m, seed)] = res
+        timings[f'{m}_s'] = timings.get(f'{m}_s', 0.0) + secs
+        _log(f'{m} seed {seed}: mean mIoU {res["summary"]["mean_mIoU"]:.2f} '
+             f'({secs:.0f}s)')
+    timings['streams_wall_s'] = time.perf_counter() - t_stream
     runs: Dict[str, List[Dict]] = {}
-    for m in methods:
-        t0 = time.perf_counter()
-        method_seeds = seeds if m in ADAPTING else seeds[:1]
-        runs[m] = [run_method(m, source['checkpoint'],
-                              osp.join(work_root, m.lower(), f'seed{s}'), s,
-                              data_root, rounds, extra_options)
-                   for s in method_seeds]
-        timings[f'{m}_s'] = time.perf_counter() - t0
+    for m, seed in tasks:
+        runs.setdefault(m, []).append(done[(m, seed)])
     payload = aggregate(runs, work_root, source)
     payload['stage_seconds'] = {k: round(v, 1) for k, v in timings.items()}
+    payload['jobs'] = jobs
     with open(osp.join(work_root, 'comparison.json'), 'w') as f:
         json.dump(payload, f, indent=2)
     with open(osp.join(work_root, 'comparison.md')) as f:

@@ -1881,7 +1881,7 @@ class _Progress:
 def generate_synthetic_city(out_root: str, seed: int = 0,
                             size: Tuple[int, int] = (128, 256),
                             num_source_train: int = 1200,
-                            num_source_val: int = 50, num_target: int = 40,
+                            num_source_val: int = 50, num_target: int = 64,
                             severity: float = 0.7, class_set: str = 'benchmark',
                             force: bool = False,
                             progress: bool = True,
