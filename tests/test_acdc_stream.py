@@ -123,12 +123,13 @@ def write_acdc_tree(root: str, conditions: Sequence[str] = CONDITIONS,
 
 
 def write_stream_config(path: str, data_root: str, base: str,
-                        extra: str = '') -> str:
+                        extra: str = '', model: str = TINY_NVLABS_MODEL) -> str:
     """A config inheriting ``base`` (a real method config or the stream base)
-    with the tiny model, one round and the fabricated data root."""
+    with the tiny ``model`` (NVlabs head by default), one round and the
+    fabricated data root."""
     text = f'''
 _base_ = ['{base}']
-{TINY_NVLABS_MODEL}
+{model}
 ctta_stream = dict(
     rounds=1,
     dataloader=dict(num_workers=0, dataset=dict(data_root='{data_root}')))

@@ -26,7 +26,7 @@ from mmseg_moase.utils.checkpoint import load_source_checkpoint
 
 from conftest import ROOT
 from ctta_helpers import TINY_MODEL
-from test_acdc_stream import CONDITIONS, write_acdc_tree
+from test_acdc_stream import CONDITIONS, write_acdc_tree, write_stream_config
 from test_checkpoint_convert import OrigSegFormer, randomize
 from tools import test_ctta
 
@@ -65,18 +65,8 @@ def nvlabs_config(method: str, bb: str, rounds: int, stream: str) -> str:
 
 
 def write_tiny(path: str, base: str, data_root: str = 'data/acdc') -> str:
-    """``base`` with the tiny model, one round and ``data_root``."""
-    with open(path, 'w') as f:
-        f.write(f'''
-_base_ = ['{base}']
-{TINY_MODEL}
-ctta_stream = dict(
-    rounds=1,
-    dataloader=dict(num_workers=0, dataset=dict(data_root='{data_root}')))
-ctta_cfg = dict(save_interval=0, progress_interval=0.0)
-log_level = 'WARNING'
-''')
-    return path
+    """``base`` with the tiny mmseg-head model, one round and ``data_root``."""
+    return write_stream_config(path, data_root, base, model=TINY_MODEL)
 
 
 def build(config: str) -> nn.Module:

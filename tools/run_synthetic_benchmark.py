@@ -34,7 +34,8 @@ def main(argv=None):
                    choices=list(METHOD_CONFIGS) + list(VARIANTS),
                    help='methods and named variants to run')
     p.add_argument('--seeds', nargs='+', type=int, default=[0],
-                   help='seeds for the adapting methods (all but Source)')
+                   help='seeds for the adapting methods (Source and the named '
+                   'variants run the first only)')
     p.add_argument('--jobs', type=int, default=1,
                    help='method runs side by side (each with cores/jobs '
                    'threads; output then goes to each run\'s run.log)')

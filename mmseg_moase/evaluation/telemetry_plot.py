@@ -47,11 +47,14 @@ def plot_telemetry(records: Sequence[Dict[str, Any]], path: str,
 
     ax = axes[1]
     drawn = 0
+    groups = sorted({k.split('.', 2)[2] for k in drift})
     for k in drift:
         ys = _series(records, k)
         if all(y == 0 for y in ys):
             continue
+        # One colour per group: the student solid, the teacher dashed.
         ax.plot(x, ys, marker='.', ls='--' if '.teacher.' in k else '-',
+                color=f'C{groups.index(k.split(".", 2)[2]) % 10}',
                 label=k[len('drift.'):])
         drawn += 1
     ax.set_ylabel('drift ||θ-θ0||/||θ0||\n(_abs: ||θ||)')
