@@ -12,6 +12,7 @@ ctta_telemetry.png under the work dir. ``--protocol long`` uses ACDC's 400 image
 per condition (its own data and work folders, the same source model).
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -36,9 +37,10 @@ def main(argv=None):
     p.add_argument('--seeds', nargs='+', type=int, default=[0],
                    help='seeds for the adapting methods (Source and the named '
                    'variants run the first only)')
-    p.add_argument('--jobs', type=int, default=1,
-                   help='method runs side by side (each with cores/jobs '
-                   'threads; output then goes to each run\'s run.log)')
+    p.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1),
+                   help='method runs side by side, each with cores/jobs '
+                   'threads (default: 2 where there are 2 cores; output then '
+                   'goes to each run\'s run.log); 1 runs them one by one')
     p.add_argument('--train-iters', type=int, help='override source training')
     p.add_argument('--rounds', type=int, help='override the number of rounds')
     p.add_argument('--size', nargs=2, type=int, metavar=('H', 'W'),

@@ -52,6 +52,9 @@ VARIANTS = {
     'MoASE-1group': ('MoASE', ['ctta_method.base_lr=0.0002']),
     'MoASE-keep-adapters': ('MoASE', ['ctta_method.restore_adapters=False']),
     'MoASE-ste': ('MoASE', ['model.backbone.moase_cfg.asg_grad=ste']),
+    # Sample scope: K = floor(N * r * p) over a whole map, so the ASG's share
+    # moves K by many entries where per token (r = 16) it rarely moves it by one.
+    'MoASE-sample': ('MoASE', ['model.backbone.moase_cfg.sdd_scope=sample']),
     'MoASE-bn': ('MoASE', ['ctta_method.bn_stats=test_batch']),
     'CoTTA-bn': ('CoTTA', ['ctta_method.bn_stats=test_batch']),
 }
