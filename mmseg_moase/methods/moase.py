@@ -37,13 +37,17 @@ class MoASE(CoTTA):
             ``'adapters+norm'``.
         adapter_lr (float): LR of experts and routers. Defaults to 2e-4.
         base_lr (float): LR of every other trainable parameter. Defaults to 7.5e-6
-            (CoTTA's), our resolution of the paper/code ambiguity.
+            (CoTTA's), our resolution of the paper/code ambiguity; ``base_lr=2e-4``
+            gives the public code's single group at the paper's rate. Measured
+            on the synthetic benchmark (768 steps): 21.13 (split) vs 21.08 (one
+            group, the backbone drifting 6.6x further), so the split stays.
         restore_prob (float): Stochastic restore (default 0.01; 0 turns it off).
         restore_adapters (bool): Whether stochastic restore also resets adapter
             (expert and router) elements to their initial values, as the public
             code does (True, default): an element of a fresh expert's up
             projection then returns to zero after about 1 / restore_prob steps.
-            False restores the pre-trained weights only.
+            False restores the pre-trained weights only (measured: the adapters'
+            output doubles, to 0.18% of the Mix-FFN's, the score is unchanged).
         reset_optimizer_each_pass (bool): Defaults to False (no reset anywhere).
         optim_wrapper (dict, optional): Overrides the optimiser built from the four
             options above (Adam, betas (0.9, 0.99), weight decay 0).
