@@ -9,6 +9,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.structures import PixelData
 from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
@@ -106,6 +107,16 @@ def decode_ce_loss(segmentor: nn.Module, inputs: Tensor,
     label = label.squeeze(1)
     return sum(t(logits, label, weight=weight, ignore_index=head.ignore_index)
                for t in terms)
+
+
+def use_test_batch_stats(*models: nn.Module) -> int:
+    """Put every BatchNorm of ``models`` in training mode: each forward then
+    normalises with its own batch's statistics. Returns how many there are."""
+    layers = [m for model in models for m in model.modules()
+              if isinstance(m, _BatchNorm)]
+    for m in layers:
+        m.train()
+    return len(layers)
 
 
 class BaseCTTAMethod:

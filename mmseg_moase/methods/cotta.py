@@ -6,15 +6,13 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from torch.nn.modules.batchnorm import _BatchNorm
-
 from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
 from ..models.ctta_parts import batch_groups
 from ..registry import METHODS
 from ..utils.options import check_choice
 from .base import (BaseCTTAMethod, class_argmax, decode_ce_loss, split_views,
-                   unwrap)
+                   unwrap, use_test_batch_stats)
 
 
 BN_STATS = ('eval', 'test_batch')
@@ -231,9 +229,7 @@ class CoTTA(BaseCTTAMethod):
             self.anchor = None
             self._restore_sources = [p.detach().clone() for _, p in trainable]
         if self.bn_stats == 'test_batch':
-            for m in list(seg.modules()) + list(self.teacher.modules()):
-                if isinstance(m, _BatchNorm):
-                    m.train()
+            use_test_batch_stats(seg, self.teacher)
 
     def restores(self, name: str) -> bool:
         """Whether stochastic restore covers the trainable parameter ``name``

@@ -1,7 +1,6 @@
 """NormStat ("BN adapt"): normalise with the statistics of the test batch."""
-from torch.nn.modules.batchnorm import _BatchNorm
-
 from ..registry import METHODS
+from .base import use_test_batch_stats
 from .source import Source
 
 
@@ -22,8 +21,4 @@ class NormStat(Source):
 
     def setup(self, model) -> None:
         super().setup(model)  # Source: eval mode, frozen; scores the plain view
-        self.num_norm_layers = 0
-        for m in self.segmentor.modules():
-            if isinstance(m, _BatchNorm):
-                m.train()
-                self.num_norm_layers += 1
+        self.num_norm_layers = use_test_batch_stats(self.segmentor)

@@ -4,12 +4,11 @@ from typing import List, Optional
 import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.structures import SegDataSample
 from ..registry import METHODS
 from ..utils.options import check_choice
-from .base import BaseCTTAMethod
+from .base import BaseCTTAMethod, use_test_batch_stats
 
 TENT_LOSSES = ('entropy', 'self_ce')
 
@@ -46,9 +45,7 @@ class TENT(BaseCTTAMethod):
     def setup(self, model) -> None:
         model.eval()
         super().setup(model)
-        for m in self.segmentor.modules():
-            if isinstance(m, _BatchNorm):
-                m.train()
+        use_test_batch_stats(self.segmentor)
 
     def step(self, data_batch: dict) -> List[SegDataSample]:
         self._start_step()

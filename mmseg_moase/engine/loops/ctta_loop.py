@@ -62,6 +62,25 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
+def _gathered_results(evaluator) -> List[list]:
+    """Every metric's per-image results so far, from all ranks (every rank
+    must call it on several processes)."""
+    results = [list(m.results) for m in evaluator.metrics]
+    if is_distributed():
+        parts = all_gather_object(results)
+        results = [[r for part in parts for r in part[k]]
+                   for k in range(len(results))]
+    return results
+
+
+def _restore_results(evaluator, saved: Sequence[list]) -> None:
+    """Put results saved by :func:`_gathered_results` back: rank 0 takes them
+    all (the evaluator gathers them to rank 0 at the pass end anyway)."""
+    for metric, results in zip(evaluator.metrics, saved):
+        metric.results = [_tuplify(r) for r in results] \
+            if is_main_process() else []
+
+
 def _tuplify(x):
     """weights_only unpickling returns lists for tuples; restore nested tuples."""
     if isinstance(x, list):
@@ -268,6 +287,20 @@ class CTTALoop(BaseLoop):
         dataset.full_init()
         return dataset
 
+    def _build_evaluator(self, dataset, collect_dir: str):
+        """An evaluator of the config for one pass over ``dataset``; on
+        several processes its CPU-collected metrics gather through
+        ``<work_dir>/<collect_dir>`` (not mmengine's ./.dist_test)."""
+        runner = self.runner
+        evaluator = runner.build_evaluator(copy.deepcopy(self.evaluator_cfg))
+        evaluator.dataset_meta = dataset.metainfo
+        if is_distributed():
+            for metric in evaluator.metrics:
+                if getattr(metric, 'collect_device', None) == 'cpu' and \
+                        getattr(metric, 'collect_dir', None) is None:
+                    metric.collect_dir = osp.join(runner.work_dir, collect_dir)
+        return evaluator
+
     # ------------------------------------------------------------- running
     def run(self) -> Dict[str, float]:
         runner = self.runner
@@ -369,47 +402,25 @@ class CTTALoop(BaseLoop):
         shares = loader.sampler.step_shares()
         # mmengine's logger/timer hooks read len(runner.test_dataloader).
         self.dataloader = loader
-        evaluator = runner.build_evaluator(copy.deepcopy(self.evaluator_cfg))
-        evaluator.dataset_meta = dataset.metainfo
-        if is_distributed():
-            for metric in evaluator.metrics:  # not mmengine's ./.dist_test
-                if getattr(metric, 'collect_device', None) == 'cpu' and \
-                        getattr(metric, 'collect_dir', None) is None:
-                    metric.collect_dir = osp.join(runner.work_dir,
-                                                  '.dist_collect')
+        evaluator = self._build_evaluator(dataset, '.dist_collect')
         runner.visualizer.dataset_meta = dataset.metainfo
         self._meter = StepStatsMeter()
-        self._student_eval = None
-        if self.telemetry and method.scores_teacher:
-            self._student_eval = runner.build_evaluator(
-                copy.deepcopy(self.evaluator_cfg))
-            self._student_eval.dataset_meta = dataset.metainfo
-            if is_distributed():
-                for metric in self._student_eval.metrics:
-                    if getattr(metric, 'collect_device', None) == 'cpu' and \
-                            getattr(metric, 'collect_dir', None) is None:
-                        metric.collect_dir = osp.join(runner.work_dir,
-                                                      '.dist_collect_student')
+        self._student_eval = self._build_evaluator(
+            dataset, '.dist_collect_student') \
+            if self.telemetry and method.scores_teacher else None
         if self.telemetry:
             # Sums of the previous pass (or of a resumed run's start) go.
             collect_module_telemetry(method.segmentor)
 
         if state:
-            for metric, results in zip(evaluator.metrics, state['metric_results']):
-                # Saved gathered from all ranks: rank 0 takes them all (the
-                # evaluator gathers them to rank 0 at the pass end anyway).
-                metric.results = [_tuplify(r) for r in results] \
-                    if is_main_process() else []
+            _restore_results(evaluator, state['metric_results'])
             method.load_state_dict(state['method'])
             self.results.load_state_dict(state['results'])
             tel = state.get('telemetry') or {}
             if 'steps' in tel:
                 self._meter.load_state_dict(tel['steps'])
             if self._student_eval is not None and 'student_results' in tel:
-                for metric, results in zip(self._student_eval.metrics,
-                                           tel['student_results']):
-                    metric.results = [_tuplify(r) for r in results] \
-                        if is_main_process() else []
+                _restore_results(self._student_eval, tel['student_results'])
             seconds = state['seconds']
             skipped0 = state['skipped_at_start']
         else:
@@ -599,12 +610,8 @@ class CTTALoop(BaseLoop):
                     seconds: float, skipped_at_start: int) -> None:
         """Write the resume state (rank 0; every rank must call it: on several
         processes the metric results are gathered from all of them)."""
-        metric_results = [list(m.results) for m in evaluator.metrics] \
+        metric_results = _gathered_results(evaluator) \
             if evaluator is not None else []
-        if is_distributed() and evaluator is not None:
-            parts = all_gather_object(metric_results)
-            metric_results = [[r for part in parts for r in part[k]]
-                              for k in range(len(metric_results))]
         telemetry = self._telemetry_state(evaluator is not None)
         if not is_main_process():
             return
@@ -627,12 +634,7 @@ class CTTALoop(BaseLoop):
             return {}
         state: Dict[str, Any] = dict(steps=self._meter.state_dict())
         if self._student_eval is not None:
-            results = [list(m.results) for m in self._student_eval.metrics]
-            if is_distributed():
-                parts = all_gather_object(results)
-                results = [[r for part in parts for r in part[k]]
-                           for k in range(len(results))]
-            state['student_results'] = results
+            state['student_results'] = _gathered_results(self._student_eval)
         return state
 
     def _load_state(self) -> Optional[dict]:

@@ -366,9 +366,10 @@ class AdapterStats:
         self._add('dead_share', (z.sum(-1) == 0).float().mean(dim=(0, 1)))
         self._add('dag_weight', phi.mean(dim=(0, 1)))
         self._add('keep_ratio', ratios)
-        n, r = z.shape[1], z.shape[-1]
-        self._add('k', torch.tensor([
-            sdd_num_kept(r, n, float(p), adapter.sdd_scope) for p in ratios]))
+        # K = sdd_num_kept(ratio) for every expert at once, on the device: no
+        # host synchronisation per expert (float64 as Python's int(group * p)).
+        group = z.shape[-1] * (1 if adapter.sdd_scope == 'token' else z.shape[1])
+        self._add('k', (ratios.detach().double() * group).floor().clamp(1, group))
 
     @torch.no_grad()
     def add_output_ratio(self, adapter_out: Tensor, ffn_out: Tensor) -> None:

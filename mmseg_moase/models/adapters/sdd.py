@@ -125,9 +125,10 @@ def soft_threshold_mask(z: Tensor, ratio: Tensor, direction: str, scope: str,
     k = sdd_num_kept(z.shape[-1], z.shape[-2], float(ratio.detach()), scope)
     hard = sdd_mask(z, k, direction, scope, ranking).reshape_as(flat)
     largest = direction == 'largest'
-    key = _ranking_key(flat, direction, ranking)
+    key = flat
     if ranking == 'active' and not largest:
-        # A finite stand-in for the inactive entries' rank: past every active one.
+        # As _ranking_key, with a finite stand-in for the inactive entries'
+        # rank (past every active one) so that tau stays finite.
         top = flat.detach().amax(dim=-1, keepdim=True).clamp_min(0) + 1
         key = torch.where(flat > 0, flat, top)
     ranked = key.sort(dim=-1, descending=largest).values
