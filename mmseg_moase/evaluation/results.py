@@ -64,9 +64,13 @@ class CTTAResults:
 
     # ------------------------------------------------------------- summary
     def miou(self, round_idx: int, domain: str) -> Optional[float]:
+        return self.value(round_idx, domain, 'mIoU')
+
+    def value(self, round_idx: int, domain: str, key: str) -> Optional[float]:
+        """``key`` of the (round, domain) pass's record; None if not run."""
         for r in self.records:
             if r['round'] == round_idx and r['domain'] == domain:
-                return r['mIoU']
+                return r.get(key)
         return None
 
     def round_mean(self, round_idx: int) -> float:
@@ -109,12 +113,6 @@ class CTTAResults:
         self.records.append(record)
         self.write()
 
-    def _value(self, round_idx: int, domain: str, key: str) -> Optional[float]:
-        for r in self.records:
-            if r['round'] == round_idx and r['domain'] == domain:
-                return r.get(key)
-        return None
-
     def markdown(self) -> str:
         head = ['Method', 'Round'] + self.domains + ['Mean']
         lines = ['| ' + ' | '.join(head) + ' |',
@@ -127,7 +125,7 @@ class CTTAResults:
             for r in range(self.rounds):
                 if not any(x['round'] == r for x in self.records):
                     continue
-                values = [self._value(r, d, key) for d in self.domains]
+                values = [self.value(r, d, key) for d in self.domains]
                 cells = [label, str(r + 1)] + [_fmt(v) for v in values]
                 cells.append(_fmt(_nanmean(values)))
                 lines.append('| ' + ' | '.join(cells) + ' |')
