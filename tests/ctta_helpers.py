@@ -12,15 +12,16 @@ from mmseg_moase.apis import prepare_ctta_config
 from conftest import ROOT
 from helpers import write_cityscapes_tree
 
-TINY_MODEL = '''
+TINY_MODEL_TEMPLATE = '''
 model = dict(
     data_preprocessor=dict(size=None),
     backbone=dict(embed_dims=8, num_layers=[1, 2, 1, 1], drop_path_rate=0.0,
-                  sr_ratios=[4, 2, 1, 1], init_cfg=None),
+                  sr_ratios=[4, 2, 1, 1], init_cfg=None{backbone_extra}),
     decode_head=dict(in_channels=[8, 16, 40, 64], channels=16,
                      norm_cfg=dict(type='BN', requires_grad=True)),
     test_cfg=dict(mode='whole'))
 '''
+TINY_MODEL = TINY_MODEL_TEMPLATE.format(backbone_extra='')
 
 PIPELINE = '''
 pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
@@ -36,7 +37,12 @@ tta_pipeline = [
 '''
 
 METHOD_BASE = dict(Source='source', NormStat='norm_stat', TENT='tent',
-                   CoTTA='cotta', MoASE='moase')
+                   CoTTA='cotta', MoASE='moase', ViDA='vida')
+
+# The tiny model's backbone with ViDA adapters (high rank 8: wider than the
+# tiny model's first stages, as 128 is wider than MiT-B0's).
+VIDA_BACKBONE = (",\n                  type='MixVisionTransformerViDA', "
+                 "vida_low_rank=1, vida_high_rank=8")
 
 
 def make_domains(root: str, domains: Sequence[str] = ('fog', 'night'),
@@ -64,7 +70,7 @@ def write_config(path: str, data_root: str, method: str,
         f"seg_map_path='gtFine/{d}')))" for d in domains)
     text = f'''
 _base_ = ['{model_base}', '{method_base}']
-{TINY_MODEL}
+{TINY_MODEL_TEMPLATE.format(backbone_extra=VIDA_BACKBONE if method == 'ViDA' else '')}
 {PIPELINE}
 ctta_stream = dict(
     rounds={rounds},

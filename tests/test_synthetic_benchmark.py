@@ -1,4 +1,5 @@
-"""A miniature run of the main command's pipeline (data -> source -> 5 methods)."""
+"""A miniature run of the main command's pipeline (data -> source -> ViDA
+warm-up -> 6 methods)."""
 import json
 import os.path as osp
 
@@ -9,6 +10,7 @@ import pytest
 from mmseg_moase.apis.synthetic_benchmark import (METHOD_CONFIGS, PROTOCOLS,
                                                   VARIANTS, aggregate,
                                                   method_spec,
+                                                  needs_vida_warmup,
                                                   run_synthetic_benchmark)
 
 
@@ -18,8 +20,15 @@ def test_miniature_benchmark_writes_table_json_and_plot(tmp_path):
         work_root=work, data_root=str(tmp_path / 'data'),
         generator=dict(size=(64, 128), num_source_train=4, num_source_val=2,
                        num_target=1, workers=1, progress=False),
-        train_iters=2, train_batch_size=2, rounds=1, jobs=2)
+        train_iters=2, train_batch_size=2, rounds=1, jobs=2, warmup_iters=2)
     assert set(payload['methods']) == set(METHOD_CONFIGS)
+    # ViDA ran from the warm-up checkpoint, the others from the source model.
+    warm = payload['source_model']['vida_warmup']
+    assert warm['iterations'] == 2 and osp.isfile(warm['checkpoint'])
+    vida_log = open(osp.join(work, 'vida', 'seed0', 'run.log')).read()
+    assert warm['checkpoint'] in vida_log
+    assert warm['checkpoint'] not in open(
+        osp.join(work, 'cotta', 'seed0', 'run.log')).read()
     # Side by side, each run's output went to its own log.
     assert osp.isfile(osp.join(work, 'moase', 'seed0', 'run.log'))
     for name, t in payload['methods'].items():
@@ -34,7 +43,9 @@ def test_miniature_benchmark_writes_table_json_and_plot(tmp_path):
     assert '| Method | Seeds | Round | fog | night | rain | snow | Round mean |' in md
     data = json.load(open(osp.join(work, 'comparison.json')))
     assert data['source_model']['iterations'] == 2
-    assert set(data['stage_seconds']) >= {'data_s', 'source_model_s', 'MoASE_s'}
+    assert set(data['stage_seconds']) >= {'data_s', 'source_model_s',
+                                          'vida_warmup_s', 'MoASE_s'}
+    assert "ViDA's warmed-up start" in md
     # The telemetry table: the teacher methods' student mIoU, MoASE's experts.
     tel = md[md.index('Telemetry'):]
     row = next(x for x in tel.splitlines() if x.startswith('| MoASE |'))
@@ -53,9 +64,10 @@ def test_miniature_benchmark_writes_table_json_and_plot(tmp_path):
         work_root=work, data_root=str(tmp_path / 'data'),
         generator=dict(size=(64, 128), num_source_train=4, num_source_val=2,
                        num_target=1, workers=1, progress=False),
-        train_iters=2, train_batch_size=2, rounds=1)
+        train_iters=2, train_batch_size=2, rounds=1, warmup_iters=2)
     assert again['methods'] == payload['methods']
     assert again['stage_seconds']['MoASE_s'] < 5
+    assert again['stage_seconds']['vida_warmup_s'] < 5
 
 
 def _fake_run(method, means):
@@ -91,6 +103,9 @@ def test_protocols_and_variants():
     assert config == METHOD_CONFIGS['MoASE']
     assert options == ['ctta_method.restore_adapters=False']
     assert all(base in METHOD_CONFIGS for base, _ in VARIANTS.values())
+    assert needs_vida_warmup('ViDA') and needs_vida_warmup('ViDA-released-scales')
+    assert not needs_vida_warmup('ViDA-fresh')
+    assert not needs_vida_warmup('CoTTA')
     with pytest.raises(ValueError, match='unknown method'):
         method_spec('MoASE-typo')
     with pytest.raises(ValueError, match='unknown method'):

@@ -278,7 +278,7 @@ def test_bn_stats_test_batch_option(tmp_path):
         CoTTA(bn_stats='batch')
 
 
-@pytest.mark.parametrize('method', ['TENT', 'CoTTA', 'MoASE'])
+@pytest.mark.parametrize('method', ['TENT', 'CoTTA', 'MoASE', 'ViDA'])
 def test_scored_predictions_change_along_the_stream(tmp_path, method):
     """The same images, round 1 vs round 2: an adapting method's scored output
     must change (learning rates x100 and EMA momentum 0.9 so that 2 x 3 steps of
@@ -293,6 +293,8 @@ def test_scored_predictions_change_along_the_stream(tmp_path, method):
     m = cfg.test_cfg.method
     if method == 'MoASE':
         m.update(adapter_lr=2e-2, base_lr=7.5e-4)
+    elif method == 'ViDA':
+        m.update(adapter_lr=2e-2, lr=7.5e-4)
     else:
         m.optim_wrapper.optimizer.lr *= 100
     for h in cfg.get('custom_hooks', []):

@@ -42,6 +42,8 @@ def main(argv=None):
                    'threads (default: 2 where there are 2 cores; output then '
                    'goes to each run\'s run.log); 1 runs them one by one')
     p.add_argument('--train-iters', type=int, help='override source training')
+    p.add_argument('--warmup-iters', type=int,
+                   help="override the length of ViDA's adapter warm-up")
     p.add_argument('--rounds', type=int, help='override the number of rounds')
     p.add_argument('--size', nargs=2, type=int, metavar=('H', 'W'),
                    help='generated image size (default 128 256)')
@@ -66,7 +68,8 @@ def main(argv=None):
     run_synthetic_benchmark(work, args.data_root or proto['data_root'],
                             args.methods, args.seeds, gen, args.train_iters,
                             rounds=args.rounds, jobs=args.jobs,
-                            source_dir=source_dir)
+                            source_dir=source_dir,
+                            warmup_iters=args.warmup_iters)
 
 
 if __name__ == '__main__':

@@ -2,7 +2,8 @@
 
 Stages (each reused when its output exists): generate the data, train the SegFormer
 MiT-B0 source model with mmengine's ``Runner.train()``, score it on the clean val
-set, run every method through ``tools/test_ctta.py`` over the stream, and write the
+set, warm up ViDA's adapters on the source set (when ViDA runs), run every method
+through ``tools/test_ctta.py`` over the stream, and write the
 comparison (Markdown + JSON), a plot of mIoU along the stream and each method's
 seconds per image.
 """
@@ -24,11 +25,16 @@ METHOD_CONFIGS = {
     'TENT': 'tent_mit-b0_3rounds_synthetic-city2weather-128x256.py',
     'CoTTA': 'cotta_mit-b0_3rounds_synthetic-city2weather-128x256.py',
     'MoASE': 'moase_mit-b0_3rounds_synthetic-city2weather-128x256.py',
+    'ViDA': 'vida_mit-b0_3rounds_synthetic-city2weather-128x256.py',
 }
+#: ViDA starts from adapters warmed up on the source set (the released models
+#: do); the warm-up is a stage, shared by every protocol like the source model.
+VIDA_WARMUP_CONFIG = osp.join(CONFIG_DIR,
+                              'vida-warmup_mit-b0_synthetic-source_128x256.py')
 #: Methods that adapt: each runs once per seed (CoTTA and MoASE draw stochastic
 #: restore masks; NormStat and TENT should give the same table for every seed,
 #: which the spread column then shows). Source does not adapt: one run.
-ADAPTING = ('NormStat', 'TENT', 'CoTTA', 'MoASE')
+ADAPTING = ('NormStat', 'TENT', 'CoTTA', 'MoASE', 'ViDA')
 DOMAINS = ('fog', 'night', 'rain', 'snow')
 
 #: Stream lengths. ``default``: 64 images per condition x 4 x 3 rounds = 768
@@ -57,7 +63,19 @@ VARIANTS = {
     'MoASE-sample': ('MoASE', ['model.backbone.moase_cfg.sdd_scope=sample']),
     'MoASE-bn': ('MoASE', ['ctta_method.bn_stats=test_batch']),
     'CoTTA-bn': ('CoTTA', ['ctta_method.bn_stats=test_batch']),
+    # The released set_scale's elif: the high-rank scale is never set.
+    'ViDA-released-scales': ('ViDA', ['ctta_method.scale_rule=released']),
+    # Fresh (zero-output) adapters from the source model, no warm-up.
+    'ViDA-fresh': ('ViDA', []),
 }
+#: Variants that start from the source model although their method warms up.
+NO_WARMUP = ('ViDA-fresh', )
+
+
+def needs_vida_warmup(name: str) -> bool:
+    """Whether a method or variant starts from the ViDA warm-up checkpoint."""
+    base = VARIANTS[name][0] if name in VARIANTS else name
+    return base == 'ViDA' and name not in NO_WARMUP
 
 
 def method_spec(name: str):
@@ -160,6 +178,44 @@ def train_source(data_root: str, work_dir: str, max_iters: Optional[int] = None,
         json.dump(summary, f, indent=2)
     _log(f'source model: clean val mIoU {summary["clean_val_mIoU"]:.2f} after '
          f'{train_s / 60:.1f} min of training')
+    return summary
+
+
+def warmup_vida(source: Dict, data_root: str, work_dir: str,
+                max_iters: Optional[int] = None) -> Dict:
+    """ViDA's adapter warm-up (or its reuse): the source model frozen, its
+    class weights, ``VIDA_WARMUP_CONFIG``; returns checkpoint and clean mIoU."""
+    summary_path = osp.join(work_dir, 'vida_warmup.json')
+    if osp.isfile(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+        if osp.isfile(summary['checkpoint']) and \
+                summary.get('source_checkpoint') == source['checkpoint']:
+            _log(f'ViDA warm-up exists: {summary["checkpoint"]} (clean val '
+                 f'mIoU {summary["clean_val_mIoU"]:.2f}); delete {work_dir} '
+                 'to redo it')
+            return summary
+    from .warmup import prepare_warmup_config, run_warmup
+    opts = {f'{k}.dataset.data_root': data_root
+            for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
+    opts['model.decode_head.loss_decode'] = dict(
+        _delete_=True, type='WeightedCrossEntropyLoss',
+        class_weight=source['class_weight'])
+    cfg = prepare_warmup_config(VIDA_WARMUP_CONFIG, source['checkpoint'],
+                                work_dir, max_iters, cfg_options=opts)
+    _log(f'ViDA warm-up: {cfg.train_cfg.max_iters} iterations, adapters only '
+         f'-> {work_dir}')
+    t0 = time.perf_counter()
+    out = run_warmup(cfg)
+    secs = time.perf_counter() - t0
+    summary = dict(checkpoint=out['checkpoint'], iterations=out['iterations'],
+                   source_checkpoint=source['checkpoint'],
+                   clean_val_mIoU=out['metrics'].get('mIoU', float('nan')),
+                   seconds=round(secs, 1))
+    with open(summary_path, 'w') as f:
+        json.dump(summary, f, indent=2)
+    _log(f'ViDA warm-up: clean val mIoU {summary["clean_val_mIoU"]:.2f} '
+         f'(source {source["clean_val_mIoU"]:.2f}) after {secs / 60:.1f} min')
     return summary
 
 
@@ -268,8 +324,10 @@ def aggregate(runs: Dict[str, List[Dict]], out_dir: str,
         lines.append(f"| {m} | {t['mean_mIoU']:.2f}{spread} | "
                      f"{t['seconds_per_image']:.3f} | {ratio} |")
     lines.append('')
+    warm = source_summary.get('vida_warmup')
     lines.append(f"Source model: clean val mIoU {source_summary['clean_val_mIoU']:.2f}"
-                 '; ± is the population std over seeds.')
+                 + (f"; ViDA's warmed-up start: {warm['clean_val_mIoU']:.2f}"
+                    if warm else '') + '; ± is the population std over seeds.')
     lines += ['', telemetry_table(table)]
     md = '\n'.join(lines) + '\n'
     payload = dict(domains=domains, rounds=n_rounds, methods=table,
@@ -292,12 +350,15 @@ TELEMETRY_COLUMNS = (
     ('teacher experts ‖θ‖ (zero-start)', 'drift.teacher.experts_abs'),
     ('plain-view gate share', 'gate.plain_share'),
     ('pseudo-label = source', 'pseudo_label.source_agreement'),
+    ('drift student ViDA adapters', 'drift.student.vida'),
+    ('HKA high-rank share (run mean)', 'run_mean.hka.high_rank_share'),
 )
 
 
 def telemetry_summary(run: Dict) -> Dict:
-    """The last pass's telemetry of one run, plus the student's mean mIoU and
-    the MoASE experts' mean dead-token share and DAG weight over the run."""
+    """The last pass's telemetry of one run, plus means over the run of the
+    MoASE experts' dead-token share and DAG weight and of ViDA's HKA
+    high-rank share."""
     passes = run.get('passes', [])
     if not passes or 'telemetry' not in passes[-1]:
         return {}
@@ -310,6 +371,10 @@ def telemetry_summary(run: Dict) -> Dict:
             vals = [v for v in vals if v is not None]
             if vals:
                 last[f'run_mean.{e}.{stat}'] = statistics.mean(vals)
+    hka = [p['telemetry'].get('hka.high_rank_share') for p in passes]
+    hka = [v for v in hka if v is not None]
+    if hka:
+        last['run_mean.hka.high_rank_share'] = statistics.mean(hka)
     return last
 
 
@@ -379,7 +444,8 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
                             rounds: Optional[int] = None,
                             extra_options: Sequence[str] = (),
                             jobs: int = 1,
-                            source_dir: Optional[str] = None) -> Dict:
+                            source_dir: Optional[str] = None,
+                            warmup_iters: Optional[int] = None) -> Dict:
     """Run every stage; returns the comparison JSON (also written to disk).
 
     Args:
@@ -390,7 +456,9 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
             threads (independent processes; another thread count can change
             float rounding, nothing else). Defaults to 1.
         source_dir: Where the source model is trained or found (default
-            ``<work_root>/source_model``).
+            ``<work_root>/source_model``); ViDA's warm-up goes beside it
+            (``vida_warmup``).
+        warmup_iters: Override the ViDA warm-up's length.
     """
     from ..datasets.synthetic_city import generate_synthetic_city
     for m in methods:
@@ -410,6 +478,15 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
                                                             'source_model'),
                           train_iters, train_batch_size)
     timings['source_model_s'] = time.perf_counter() - t0
+    checkpoints = dict(source=source['checkpoint'])
+    if any(needs_vida_warmup(m) for m in methods):
+        t0 = time.perf_counter()
+        warm = warmup_vida(source, data_root, osp.normpath(osp.join(
+            osp.dirname(source['checkpoint']), os.pardir, 'vida_warmup')),
+            warmup_iters)
+        checkpoints['vida'] = warm['checkpoint']
+        source = dict(source, vida_warmup=warm)
+        timings['vida_warmup_s'] = time.perf_counter() - t0
 
     # Adapting methods run every seed; Source (deterministic) and the named
     # variants (one option changed, compared on one seed) the first only.
@@ -420,7 +497,8 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
     def work(task):
         m, seed = task
         t = time.perf_counter()
-        res = run_method(m, source['checkpoint'],
+        res = run_method(m, checkpoints['vida' if needs_vida_warmup(m)
+                                        else 'source'],
                          osp.join(work_root, m.lower(), f'seed{seed}'), seed,
                          data_root, rounds, extra_options, threads=threads,
                          quiet=jobs > 1)

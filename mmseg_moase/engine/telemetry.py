@@ -22,7 +22,7 @@ from .optimizers.trainable import parameter_groups
 
 #: Drift groups: the trainable-groups split, with ``other`` cut into the backbone
 #: and the head (everything outside ``backbone.``).
-DRIFT_GROUPS = ('backbone', 'head', 'norm', 'experts', 'routers')
+DRIFT_GROUPS = ('backbone', 'head', 'norm', 'experts', 'routers', 'vida')
 
 
 def _telemetry_modules(model: nn.Module) -> List[nn.Module]:

@@ -6,5 +6,7 @@ from .moase import MoASE
 from .norm_stat import NormStat
 from .source import Source
 from .tent import TENT
+from .vida import ViDA
 
-__all__ = ['BaseCTTAMethod', 'CoTTA', 'MoASE', 'NormStat', 'Source', 'TENT']
+__all__ = ['BaseCTTAMethod', 'CoTTA', 'MoASE', 'NormStat', 'Source', 'TENT',
+           'ViDA']

@@ -5,6 +5,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.structures import PixelData
@@ -107,6 +108,37 @@ def decode_ce_loss(segmentor: nn.Module, inputs: Tensor,
     label = label.squeeze(1)
     return sum(t(logits, label, weight=weight, ignore_index=head.ignore_index)
                for t in terms)
+
+
+def soft_ce_loss(segmentor: nn.Module, inputs: Tensor, metas: Sequence[dict],
+                 probs: Sequence[Tensor],
+                 preds_out: Optional[List[Tensor]] = None) -> Tensor:
+    """Cross-entropy of the student against soft targets, per pixel.
+
+    ``-sum_c p_c * log_softmax(student)_c`` at each target's size (the
+    student's ``encode_decode`` logits resized bilinearly), mean over the
+    pixels, then over the images: the public MoASE and ViDA codes'
+    ``softmax_entropy(student, teacher)`` for segmentation maps.
+
+    Args:
+        segmentor (nn.Module): An mmseg ``EncoderDecoder`` (the student).
+        inputs (Tensor): Preprocessed images (B, 3, H, W).
+        metas (Sequence[dict]): The B images' metainfo.
+        probs (Sequence[Tensor]): One (C, H', W') target distribution per image.
+        preds_out (list, optional): Receives the student's label maps (H', W').
+
+    Returns:
+        Tensor: The scalar loss.
+    """
+    logits = segmentor.encode_decode(inputs, list(metas))
+    terms = []
+    for i, p in enumerate(probs):
+        lg = F.interpolate(logits[i:i + 1], size=p.shape[-2:], mode='bilinear',
+                           align_corners=False)[0]
+        terms.append(-(p * F.log_softmax(lg, dim=0)).sum(0).mean())
+        if preds_out is not None:
+            preds_out.append(class_argmax(lg.detach()))
+    return torch.stack(terms).mean()
 
 
 def use_test_batch_stats(*models: nn.Module) -> int:

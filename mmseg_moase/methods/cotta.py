@@ -182,6 +182,9 @@ class CoTTA(BaseCTTAMethod):
 
     needs_teacher = True
     scores_teacher = True
+    #: Whether the multi-view teacher's pseudo-label is gated by a frozen
+    #: source anchor (CoTTA's); a subclass without it restores from a copy.
+    uses_anchor = True
 
     def __init__(self, threshold: float = 0.69, restore_prob: float = 0.01,
                  reset_optimizer_each_pass: bool = True, multi_view: bool = True,
@@ -219,7 +222,7 @@ class CoTTA(BaseCTTAMethod):
         trainable = [(n, p) for n, p in seg.named_parameters()
                      if p.requires_grad and self.restores(n)]
         self._restore_params = [p for _, p in trainable]
-        if self.multi_view:
+        if self.multi_view and self.uses_anchor:
             # The anchor is a frozen copy of the source model, so its tensors are
             # the restore sources too: no second copy of the source weights.
             self.anchor = self._frozen_copy(seg)
@@ -260,10 +263,12 @@ class CoTTA(BaseCTTAMethod):
         """Softmax (C, H, W) at label size of ``model`` for every image."""
         return [x.softmax(0) for x in self._logits(model, batch)]
 
-    def _view_probs(self, model: nn.Module, views: Sequence[dict]
+    def _view_probs(self, model: nn.Module, views: Sequence[dict],
+                    softmax: bool = True
                     ) -> Iterator[Tuple[int, List[Tensor]]]:
         """``(view index, per-image softmax)`` for every view, in view order
-        within each group of views that share a forward (``batch_views``)."""
+        within each group of views that share a forward (``batch_views``);
+        the logits at label size with ``softmax=False``."""
         if self.batch_views:
             groups = same_size_groups(views)
         else:
@@ -273,7 +278,7 @@ class CoTTA(BaseCTTAMethod):
                 inputs=[x for k in group for x in views[k]['inputs']],
                 data_samples=[s for k in group for s in views[k]['data_samples']])
             with batch_groups(model, len(group)):
-                probs = self._probs(model, batch)
+                probs = (self._probs if softmax else self._logits)(model, batch)
             n = len(views[group[0]]['inputs'])
             for j, k in enumerate(group):
                 yield k, probs[j * n:(j + 1) * n]

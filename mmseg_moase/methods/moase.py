@@ -1,8 +1,6 @@
 """MoASE: CoTTA-style mean teacher + Mixture-of-Activation-Sparsity-Experts."""
 from typing import Dict, Optional, Sequence
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..engine.optimizers.trainable import TRAINABLE_MODES
@@ -10,7 +8,7 @@ from ..models.adapters.moase import MoASEAdapter
 from ..models.losses.hp_loss import HP_NORMS, hp_loss
 from ..registry import METHODS
 from ..utils.options import check_choice
-from .base import class_argmax, unwrap
+from .base import soft_ce_loss, unwrap
 from .cotta import CoTTA
 
 TEACHERS = ('cotta', 'single')
@@ -113,18 +111,11 @@ class MoASE(CoTTA):
             losses = super().student_loss(view, labels, probs)
         else:
             inputs, samples = self.preprocess(self.model, view)
-            metas = [s.metainfo for s in samples]
-            logits = self.segmentor.encode_decode(inputs, metas)
-            terms = []
             if self.telemetry:
                 self._student_preds = []
-            for i, p in enumerate(probs):
-                lg = F.interpolate(logits[i:i + 1], size=p.shape[-2:],
-                                   mode='bilinear', align_corners=False)[0]
-                terms.append(-(p * F.log_softmax(lg, dim=0)).sum(0).mean())
-                if self._student_preds is not None:
-                    self._student_preds.append(class_argmax(lg.detach()))
-            losses = dict(loss_soft_ce=torch.stack(terms).mean())
+            losses = dict(loss_soft_ce=soft_ce_loss(
+                self.segmentor, inputs, [s.metainfo for s in samples], probs,
+                self._student_preds))
         if self.hp_mu > 0:
             losses['loss_hp'] = hp_loss(self.segmentor, self.teacher, self.hp_mu,
                                         self.hp_norm)

@@ -46,10 +46,15 @@ class EfficientMultiheadAttentionNoWeights(EfficientMultiheadAttention):
         if self.batch_first:
             x_q = x_q.transpose(0, 1)
             x_kv = x_kv.transpose(0, 1)
-        out = self.attn(query=x_q, key=x_kv, value=x_kv, need_weights=False)[0]
+        out = self.attend(x_q, x_kv)
         if self.batch_first:
             out = out.transpose(0, 1)
         return identity + self.dropout_layer(self.proj_drop(out))
+
+    def attend(self, x_q: Tensor, x_kv: Tensor) -> Tensor:
+        """The attention proper on sequence-first inputs (N, B, C); a subclass
+        may change the projections here (ViDA's adapters do)."""
+        return self.attn(query=x_q, key=x_kv, value=x_kv, need_weights=False)[0]
 
 
 def skip_attention_weights(model: nn.Module) -> int:

@@ -1,18 +1,20 @@
 """The EMA teacher update of mean-teacher CTTA methods, as a test-time hook."""
-from typing import Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
 from mmengine.hooks import Hook
 
 from mmseg.registry import HOOKS
+from ..optimizers.trainable import PARAM_GROUPS, parameter_groups
 
 EMA_BUFFER_MODES = ('keep', 'copy', 'average')
 
 
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float,
-               buffers: str = 'keep') -> None:
+               buffers: str = 'keep',
+               momenta: Optional[Mapping[str, float]] = None) -> None:
     """``teacher <- momentum * teacher + (1 - momentum) * student``, in place.
 
     Args:
@@ -24,12 +26,21 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float,
         buffers (str): ``'keep'`` (teacher buffers untouched, as CoTTA's code),
             ``'copy'`` (take the student's) or ``'average'`` (EMA like parameters;
             integer buffers such as BN's batch counter are copied).
+        momenta (Mapping[str, float], optional): Another momentum for some
+            parameters, by name (ViDA's adapters: their own EMA rate).
     """
     t_params = [p for p in teacher.parameters()]
-    s_params = [p.detach() for p in student.parameters()]
-    if len(t_params) != len(s_params):
+    s_named = list(student.named_parameters())
+    if len(t_params) != len(s_named):
         raise ValueError('EMA teacher and student have different parameters')
-    torch._foreach_lerp_(t_params, s_params, 1.0 - momentum)
+    by_rate: Dict[float, tuple] = {}
+    for t, (name, s) in zip(t_params, s_named):
+        rate = (momenta or {}).get(name, momentum)
+        ts, ss = by_rate.setdefault(rate, ([], []))
+        ts.append(t)
+        ss.append(s.detach())
+    for rate, (ts, ss) in by_rate.items():
+        torch._foreach_lerp_(ts, ss, 1.0 - rate)
     if buffers == 'keep':
         return
     for tb, sb in zip(teacher.buffers(), student.buffers()):
@@ -53,22 +64,48 @@ class EMATeacherHook(Hook):
             ``teacher = 0.999 * teacher + 0.001 * student``. Defaults to 0.999.
         buffers (str): ``'keep'`` (default, CoTTA's code averages parameters only),
             ``'copy'`` or ``'average'``.
+        group_momentum (dict, optional): A momentum per named parameter group
+            (:data:`~mmseg_moase.engine.optimizers.trainable.PARAM_GROUPS`,
+            declared by model parts); other parameters use ``momentum``. ViDA's
+            released code keeps separate rates for its adapters and the rest.
 
     Example:
         >>> custom_hooks = [dict(type='EMATeacherHook', momentum=0.999)]
+        >>> custom_hooks = [dict(type='EMATeacherHook', momentum=0.999,
+        ...                      group_momentum=dict(vida=0.999))]
     """
 
     priority = 'NORMAL'
 
-    def __init__(self, momentum: float = 0.999, buffers: str = 'keep') -> None:
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f'EMATeacherHook `momentum` must lie in [0, 1], got '
-                             f'{momentum}')
+    def __init__(self, momentum: float = 0.999, buffers: str = 'keep',
+                 group_momentum: Optional[Dict[str, float]] = None) -> None:
+        group_momentum = dict(group_momentum or {})
+        for name, value in [('momentum', momentum)] + [
+                (f'group_momentum.{g}', m) for g, m in group_momentum.items()]:
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f'EMATeacherHook `{name}` must lie in [0, 1], '
+                                 f'got {value}')
+        unknown = set(group_momentum) - set(PARAM_GROUPS)
+        if unknown:
+            raise ValueError(f'EMATeacherHook `group_momentum` names unknown '
+                             f'groups {sorted(unknown)}; allowed: '
+                             f'{list(PARAM_GROUPS)}')
         if buffers not in EMA_BUFFER_MODES:
             raise ValueError(f'EMATeacherHook `buffers` must be one of '
                              f'{list(EMA_BUFFER_MODES)}, got {buffers!r}')
         self.momentum = float(momentum)
         self.buffers = buffers
+        self.group_momentum = {g: float(m) for g, m in group_momentum.items()}
+        self._momenta: Optional[Dict[str, float]] = None
+
+    def momenta(self, student: nn.Module) -> Dict[str, float]:
+        """Per-parameter momenta of :attr:`group_momentum` (computed once)."""
+        if self._momenta is None:
+            self._momenta = {
+                n: self.group_momentum[g]
+                for g, names in parameter_groups(student).items()
+                if g in self.group_momentum for n in names}
+        return self._momenta
 
     def after_test_iter(self, runner, batch_idx: int,
                         data_batch: Optional[dict] = None,
@@ -76,4 +113,7 @@ class EMATeacherHook(Hook):
         method = getattr(runner.test_loop, 'method', None)
         if method is None or getattr(method, 'teacher', None) is None:
             return
-        ema_update(method.teacher, method.segmentor, self.momentum, self.buffers)
+        momenta = self.momenta(method.segmentor) if self.group_momentum \
+            else None
+        ema_update(method.teacher, method.segmentor, self.momentum,
+                   self.buffers, momenta)

@@ -19,7 +19,7 @@ class TrainableGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     * ``trainable`` (str, optional): freeze all but the groups of this mode (see
       :func:`set_trainable`); frozen parameters are left out of the optimiser.
     * ``group_lr`` (dict, optional): a learning rate per named group
-      (``experts``, ``routers``, ``norm``, ``other``); groups not named keep the
+      (``experts``, ``routers``, ``vida``, ``norm``, ``other``); groups not named keep the
       optimiser's ``lr`` (times any ``custom_keys`` multiplier).
 
     Every other ``paramwise_cfg`` key (``custom_keys``, ``norm_decay_mult``...) works

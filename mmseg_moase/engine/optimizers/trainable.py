@@ -6,14 +6,17 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 
 TRAINABLE_MODES = ('all', 'adapters', 'adapters+norm', 'norm')
-PARAM_GROUPS = ('experts', 'routers', 'norm', 'other')
+#: Groups model parts declare (``ctta_param_group``: MoASE's ``experts`` and
+#: ``routers``, ViDA's ``vida``), then the two every model has.
+ADAPTER_GROUPS = ('experts', 'routers', 'vida')
+PARAM_GROUPS = ADAPTER_GROUPS + ('norm', 'other')
 NORM_TYPES = (nn.LayerNorm, _BatchNorm, nn.GroupNorm, nn.InstanceNorm2d)
 
-# Groups each mode trains.
+# Groups each mode trains ('adapters': whatever adapter a model carries).
 _MODE_GROUPS = {
-    'all': ('experts', 'routers', 'norm', 'other'),
-    'adapters': ('experts', 'routers'),
-    'adapters+norm': ('experts', 'routers', 'norm'),
+    'all': PARAM_GROUPS,
+    'adapters': ADAPTER_GROUPS,
+    'adapters+norm': ADAPTER_GROUPS + ('norm', ),
     'norm': ('norm', ),
 }
 
@@ -23,7 +26,7 @@ def parameter_groups(model: nn.Module) -> Dict[str, List[str]]:
 
     Groups: those model parts declare (``ctta_param_group``, see
     :mod:`mmseg_moase.models.ctta_parts`; MoASE: ``experts`` for the expert
-    banks, ``routers`` for the ASG and DAG gates), ``norm`` (affine parameters of
+    banks, ``routers`` for the ASG and DAG gates; ViDA: ``vida``), ``norm`` (affine parameters of
     LayerNorm/BatchNorm/GroupNorm/InstanceNorm outside declared parts) and
     ``other`` (the rest). Parameters that no loss can reach (declared by
     ``gradient_free_parameter_names``: the ASG router when ``asg_grad='none'``)
@@ -69,7 +72,8 @@ def set_trainable(model: nn.Module, mode: str) -> Dict[str, List[str]]:
     Args:
         model (nn.Module): The model (its ``requires_grad`` flags are set in place).
         mode (str): ``'all'`` (every weight and bias, as the public MoASE code),
-            ``'adapters'`` (experts and routers), ``'adapters+norm'`` or ``'norm'``
+            ``'adapters'`` (the adapters' groups: MoASE's experts and routers,
+            ViDA's branches), ``'adapters+norm'`` or ``'norm'``
             (normalisation affine parameters only, as TENT).
 
     Returns:

@@ -1,3 +1,5 @@
 from .mit_moase import MixVisionTransformerMoASE, MoASEEncoderLayer
+from .mit_vida import MixVisionTransformerViDA
 
-__all__ = ['MixVisionTransformerMoASE', 'MoASEEncoderLayer']
+__all__ = ['MixVisionTransformerMoASE', 'MoASEEncoderLayer',
+           'MixVisionTransformerViDA']

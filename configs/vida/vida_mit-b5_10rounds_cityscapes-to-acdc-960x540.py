@@ -1,0 +1,10 @@
+# ViDA, Cityscapes -> ACDC, 10 rounds of Fog/Night/Rain/Snow (CoTTA protocol),
+# SegFormer MiT-B5 with the NVlabs Cityscapes weights (or a warm-up checkpoint of
+# tools/warmup_vida.py), test images 960x540.
+_base_ = [
+    '../_base_/models/segformer_mit-b5_nvlabs_vida.py',
+    '../_base_/streams/cityscapes-to-acdc_10rounds.py',
+    '../_base_/methods/vida.py'
+]
+# The teacher's views: the plain view (ratio 1.0, unflipped) is resized by 0.5.
+ctta_method = dict(view_index={{_base_.ctta_plain_view_index}})
