@@ -78,15 +78,18 @@ def needs_vida_warmup(name: str) -> bool:
     return base == 'ViDA' and name not in NO_WARMUP
 
 
-def method_spec(name: str):
-    """``(config file name, extra --cfg-options)`` of a method or variant."""
+def method_spec(name: str, configs: Optional[Dict[str, str]] = None):
+    """``(config file, extra --cfg-options)`` of a method or variant, or of a
+    row of ``configs`` (name -> config path, e.g. the ablation's)."""
+    if configs and name in configs:
+        return configs[name], []
     if name in METHOD_CONFIGS:
         return METHOD_CONFIGS[name], []
     if name in VARIANTS:
         base, options = VARIANTS[name]
         return METHOD_CONFIGS[base], list(options)
     raise ValueError(f'unknown method {name!r}; choose from '
-                     f'{list(METHOD_CONFIGS) + list(VARIANTS)}')
+                     f'{list(METHOD_CONFIGS) + list(VARIANTS) + list(configs or [])}')
 
 
 def _log(msg: str) -> None:
@@ -222,10 +225,13 @@ def warmup_vida(source: Dict, data_root: str, work_dir: str,
 def run_method(method: str, checkpoint: str, work_dir: str, seed: int,
                data_root: str, rounds: Optional[int] = None,
                extra_options: Sequence[str] = (),
-               threads: Optional[int] = None, quiet: bool = False) -> Dict:
+               threads: Optional[int] = None, quiet: bool = False,
+               configs: Optional[Dict[str, str]] = None) -> Dict:
     """One method (or variant) over the stream through ``tools/test_ctta.py``
     (a subprocess, with ``threads`` torch threads when given). ``quiet``: its
-    output goes to ``<work_dir>/run.log`` only (for runs side by side)."""
+    output goes to ``<work_dir>/run.log`` only (for runs side by side). An
+    empty ``data_root`` leaves the config's data roots (``extra_options`` may
+    set them)."""
     results = osp.join(work_dir, 'ctta_results.json')
     if osp.isfile(results):
         with open(results) as f:
@@ -233,12 +239,14 @@ def run_method(method: str, checkpoint: str, work_dir: str, seed: int,
         if res['summary']['passes_done'] == res['summary']['passes_total']:
             _log(f'{method} seed {seed}: done before ({results})')
             return res
-    config_name, variant_options = method_spec(method)
-    config = osp.join(CONFIG_DIR, config_name)
+    config_name, variant_options = method_spec(method, configs)
+    config = osp.join(CONFIG_DIR, config_name)  # absolute paths stay as they are
+    options = [*(_domain_options(data_root, rounds) if data_root else []),
+               *variant_options, *extra_options]
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'test_ctta.py'), config,
-           checkpoint, '--work-dir', work_dir, '--seed', str(seed),
-           '--cfg-options', *_domain_options(data_root, rounds),
-           *variant_options, *extra_options]
+           checkpoint, '--work-dir', work_dir, '--seed', str(seed)]
+    if options:
+        cmd += ['--cfg-options', *options]
     if osp.exists(osp.join(work_dir, 'ctta_state.pth')):
         cmd.append('--resume')
     _log(f'{method} seed {seed}: ' + ' '.join(cmd[1:4]) +
@@ -269,7 +277,7 @@ def run_method(method: str, checkpoint: str, work_dir: str, seed: int,
 
 
 def aggregate(runs: Dict[str, List[Dict]], out_dir: str,
-              source_summary: Dict) -> Dict:
+              source_summary: Dict, out_name: str = 'comparison') -> Dict:
     """Comparison table (Markdown + JSON) and the plot; returns the JSON dict."""
     methods = list(runs)
     first = runs[methods[0]][0]
@@ -333,11 +341,12 @@ def aggregate(runs: Dict[str, List[Dict]], out_dir: str,
     payload = dict(domains=domains, rounds=n_rounds, methods=table,
                    source_model=source_summary)
     os.makedirs(out_dir, exist_ok=True)
-    with open(osp.join(out_dir, 'comparison.md'), 'w') as f:
+    with open(osp.join(out_dir, f'{out_name}.md'), 'w') as f:
         f.write(md)
-    with open(osp.join(out_dir, 'comparison.json'), 'w') as f:
+    with open(osp.join(out_dir, f'{out_name}.json'), 'w') as f:
         json.dump(payload, f, indent=2)
-    plot_stream(table, domains, n_rounds, osp.join(out_dir, 'miou_stream.png'),
+    plot = 'miou_stream' if out_name == 'comparison' else f'{out_name}_stream'
+    plot_stream(table, domains, n_rounds, osp.join(out_dir, f'{plot}.png'),
                 source_summary.get('clean_val_mIoU'))
     return payload
 
@@ -445,7 +454,9 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
                             extra_options: Sequence[str] = (),
                             jobs: int = 1,
                             source_dir: Optional[str] = None,
-                            warmup_iters: Optional[int] = None) -> Dict:
+                            warmup_iters: Optional[int] = None,
+                            configs: Optional[Dict[str, str]] = None,
+                            out_name: str = 'comparison') -> Dict:
     """Run every stage; returns the comparison JSON (also written to disk).
 
     Args:
@@ -459,10 +470,14 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
             ``<work_root>/source_model``); ViDA's warm-up goes beside it
             (``vida_warmup``).
         warmup_iters: Override the ViDA warm-up's length.
+        configs: More rows by name -> config path (run once per seed, like
+            the adapting methods; ``tools/ablate_moase.py``'s).
+        out_name: Base name of the table, JSON and plot (``comparison``:
+            ``comparison.md``, ``comparison.json``, ``miou_stream.png``).
     """
     from ..datasets.synthetic_city import generate_synthetic_city
     for m in methods:
-        method_spec(m)  # unknown names fail before anything runs
+        method_spec(m, configs)  # unknown names fail before anything runs
     if jobs < 1:
         raise ValueError(f'jobs must be >= 1, got {jobs}')
     timings = {}
@@ -491,7 +506,8 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
     # Adapting methods run every seed; Source (deterministic) and the named
     # variants (one option changed, compared on one seed) the first only.
     tasks = [(m, s) for m in methods
-             for s in (seeds if m in ADAPTING else seeds[:1])]
+             for s in (seeds if m in ADAPTING or m in (configs or {})
+                       else seeds[:1])]
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
 
     def work(task):
@@ -501,7 +517,7 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
                                         else 'source'],
                          osp.join(work_root, m.lower(), f'seed{seed}'), seed,
                          data_root, rounds, extra_options, threads=threads,
-                         quiet=jobs > 1)
+                         quiet=jobs > 1, configs=configs)
         return m, seed, res, time.perf_counter() - t
 
     t_stream = time.perf_counter()
@@ -521,15 +537,16 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
     runs: Dict[str, List[Dict]] = {}
     for m, seed in tasks:
         runs.setdefault(m, []).append(done[(m, seed)])
-    payload = aggregate(runs, work_root, source)
+    payload = aggregate(runs, work_root, source, out_name)
     payload['stage_seconds'] = {k: round(v, 1) for k, v in timings.items()}
     payload['jobs'] = jobs
-    with open(osp.join(work_root, 'comparison.json'), 'w') as f:
+    with open(osp.join(work_root, f'{out_name}.json'), 'w') as f:
         json.dump(payload, f, indent=2)
-    with open(osp.join(work_root, 'comparison.md')) as f:
+    with open(osp.join(work_root, f'{out_name}.md')) as f:
         print(f.read())
     _log('stage times: ' + ', '.join(f'{k[:-2]} {v / 60:.1f} min'
                                      for k, v in timings.items()))
-    for name in ('comparison.md', 'comparison.json', 'miou_stream.png'):
+    plot = 'miou_stream' if out_name == 'comparison' else f'{out_name}_stream'
+    for name in (f'{out_name}.md', f'{out_name}.json', f'{plot}.png'):
         _log(f'results: {osp.abspath(osp.join(work_root, name))}')
     return payload

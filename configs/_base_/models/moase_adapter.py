@@ -6,8 +6,12 @@ moase_cfg = dict(
     num_experts=4,
     # Bottleneck width: per stage with the backbone's `moase_bottlenecks`;
     # None = max(D/16, 16).
-    sdd_directions=['smallest', 'smallest', 'largest', 'largest'],
-    sdd_ratios=[0.25, 0.5, 0.25, 0.5],
+    # SDD per expert; None = the public code's layout for any num_experts (first
+    # half 'smallest', second half 'largest', base ratios alternating 1/4, 1/2;
+    # for 4 experts: smallest 1/4, smallest 1/2, largest 1/4, largest 1/2), so
+    # that `num_experts` alone changes E. Lists set them explicitly.
+    sdd_directions=None,
+    sdd_ratios=None,
     sdd_scope='token',  # 'token' (public code) | 'sample' (paper Eq. 2)
     # What 'smallest' experts rank: 'active' (the weakest active neurons; default
     # by measurement, README "Live experts") | 'all' (public code: post-ReLU zeros

@@ -1,0 +1,3 @@
+# Ablation: experts, routers and normalisation layers adapt.
+_base_ = '../moase_mit-b0_3rounds_synthetic-city2weather-128x256.py'
+ctta_method = dict(trainable='adapters+norm')
