@@ -8,8 +8,7 @@ from mmengine.optim import build_optim_wrapper
 
 from mmseg.registry import MODELS
 from mmseg_moase.engine import parameter_groups, set_trainable
-from mmseg_moase.models.losses import (HomeostaticProximalLoss,
-                                       expert_parameter_names, hp_loss)
+from mmseg_moase.models.losses import expert_parameter_names, hp_loss
 
 from conftest import TINY_MIT, config_path, randomize_adapters
 
@@ -49,7 +48,7 @@ def test_hp_loss_by_hand_both_forms_and_zero_for_equal_models():
     assert hp_loss(student, teacher, mu=2.0).item() == pytest.approx(sq, rel=1e-5)
     assert hp_loss(student, teacher, mu=1.0, norm='l2').item() == pytest.approx(
         0.5 * l2, rel=1e-5)
-    loss = HomeostaticProximalLoss(mu=0.5)(student, dict(teacher.named_parameters()))
+    loss = hp_loss(student, dict(teacher.named_parameters()), mu=0.5)
     assert loss.item() == pytest.approx(0.25 * sq, rel=1e-5)
     # The gradient pulls the student toward the teacher.
     loss.backward()

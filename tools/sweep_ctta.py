@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmseg_moase.apis.synthetic_benchmark import (  # noqa: E402
-    DOMAINS, PROTOCOLS, run_method)
+    PROTOCOLS, run_method)
 
 VAL_SEED = 1
 VAL_ROOT = 'data/synthetic_city_val'
@@ -166,12 +166,10 @@ def synthetic_setup(args) -> None:
     generate_synthetic_city(VAL_ROOT, seed=VAL_SEED, num_source_train=1,
                             num_source_val=1, num_target=num)
     generate_synthetic_city(proto['data_root'], num_target=proto['num_target'])
-    args.val_options = args.val_options or [
-        f'ctta_stream.domains.{i}.dataset.data_root={VAL_ROOT}'
-        for i in range(len(DOMAINS))]
+    key = 'ctta_stream.dataloader.dataset.data_root'
+    args.val_options = args.val_options or [f'{key}={VAL_ROOT}']
     args.test_options = args.test_options or [
-        f'ctta_stream.domains.{i}.dataset.data_root={proto["data_root"]}'
-        for i in range(len(DOMAINS))]
+        f'{key}={proto["data_root"]}']
     args.checkpoint = args.checkpoint or osp.join(
         proto['work_root'], 'source_model', 'iter_2250.pth')
     args.work_dir = args.work_dir or osp.join(proto['work_root'], 'sweep')

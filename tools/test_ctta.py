@@ -41,6 +41,9 @@ def parse_args(argv=None):
     parser.add_argument('--resume', action='store_true',
                         help='continue an interrupted run from the state saved '
                         'in the work dir')
+    parser.add_argument('--force', action='store_true',
+                        help='with --resume: continue a state written with '
+                        'other settings (recorded in the results)')
     parser.add_argument('--out-preds',
                         help='save predictions as label-ID PNGs under this folder')
     parser.add_argument('--seed', type=int, help='random seed')
@@ -62,7 +65,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = prepare_ctta_config(args.config, args.checkpoint, args.work_dir,
                               args.cfg_options, args.launcher, args.resume,
-                              args.out_preds, args.seed)
+                              args.out_preds, args.seed, force=args.force)
     run_ctta(cfg)
 
 

@@ -9,13 +9,22 @@ from mmengine.runner import Runner
 from ..utils.dist import configure_dist, init_dist_cpu
 from ..utils.fileio import check_writable_dir
 
+#: Keys prepare_ctta_config builds from the ``ctta_*`` keys, and where to set
+#: what they hold.
+OVERWRITTEN = {
+    'test_dataloader': '`ctta_stream.dataloader` (and `ctta_stream.domains`)',
+    'test_evaluator': '`ctta_evaluator`',
+    'test_cfg': '`ctta_cfg` (loop options), `ctta_method` or `ctta_stream`',
+}
+
 
 def prepare_ctta_config(config: str, checkpoint: str,
                         work_dir: Optional[str] = None,
                         cfg_options: Optional[dict] = None,
                         launcher: str = 'none', resume: bool = False,
                         out_preds: Optional[str] = None,
-                        seed: Optional[int] = None) -> Config:
+                        seed: Optional[int] = None,
+                        force: bool = False) -> Config:
     """Load ``config`` and apply the options of ``tools/test_ctta.py``.
 
     Mirrors mmseg's ``tools/test.py``: ``--cfg-options`` are merged first, the work
@@ -24,7 +33,8 @@ def prepare_ctta_config(config: str, checkpoint: str,
     become ``test_dataloader``, ``test_evaluator`` and a ``CTTALoop`` ``test_cfg``
     (so they combine with mmseg's own SegFormer configs, which define those keys).
     The checkpoint is loaded by the loop itself, which refuses a file whose keys do
-    not fit the model instead of warning like ``load_from`` would. With a
+    not fit the model instead of warning like ``load_from`` would. ``force``
+    lets ``resume`` continue a state written with other settings. With a
     launcher other than ``'none'`` the config is made runnable on CPUs too
     (:func:`configure_dist`: gloo, a DDP wrapper without device ids).
     """
@@ -32,6 +42,14 @@ def prepare_ctta_config(config: str, checkpoint: str,
         raise FileNotFoundError(f'config not found: {config}')
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
+    for key in cfg_options or {}:
+        target = next((t for k, t in OVERWRITTEN.items()
+                       if key == k or key.startswith(k + '.')), None)
+        if target:
+            raise ValueError(
+                f'--cfg-options {key}: `{key.split(".")[0]}` is built from the '
+                f'CTTA keys and would be overwritten; set {target} instead '
+                '(e.g. ctta_stream.dataloader.dataset.data_root=DIR).')
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if launcher != 'none':
@@ -62,7 +80,8 @@ def prepare_ctta_config(config: str, checkpoint: str,
         rounds=stream.get('rounds', 1),
         tta_pipeline=stream.get('tta_pipeline'),
         checkpoint=checkpoint,
-        resume=resume)
+        resume=resume,
+        resume_force=force)
     if out_preds is not None:
         test_cfg['out_preds'] = out_preds
     cfg.test_cfg = test_cfg

@@ -97,8 +97,7 @@ def _log(msg: str) -> None:
 
 
 def _domain_options(data_root: str, rounds: Optional[int]) -> List[str]:
-    opts = [f'ctta_stream.domains.{i}.dataset.data_root={data_root}'
-            for i in range(len(DOMAINS))]
+    opts = [f'ctta_stream.dataloader.dataset.data_root={data_root}']
     if rounds is not None:
         opts.append(f'ctta_stream.rounds={rounds}')
     return opts

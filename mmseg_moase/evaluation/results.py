@@ -22,8 +22,9 @@ def _fmt(x: Optional[float]) -> str:
 
 
 def _nan_to_none(x: Any) -> Any:
-    """``x`` with every float NaN (in dicts and lists) replaced by None."""
-    if isinstance(x, float) and math.isnan(x):
+    """``x`` with every non-finite float (NaN, an infinite loss mean; in dicts
+    and lists) replaced by None: strict JSON has neither."""
+    if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
         return {k: _nan_to_none(v) for k, v in x.items()}
@@ -61,6 +62,13 @@ class CTTAResults:
         self.out_dir = out_dir
         self.name = name
         self.records: List[Dict[str, Any]] = []
+        #: Where the results come from (config, checkpoint sha256, seed...).
+        self.provenance: Dict[str, Any] = {}
+        #: Warnings about the run itself (e.g. a forced resume).
+        self.notes: List[str] = []
+        #: Method steps so far, and where skipped updates began.
+        self.steps = 0
+        self.first_skip: Optional[Dict[str, Any]] = None
 
     # ------------------------------------------------------------- summary
     def miou(self, round_idx: int, domain: str) -> Optional[float]:
@@ -95,9 +103,29 @@ class CTTAResults:
             images=sum(r['images'] for r in self.records),
             seconds=sum(r['seconds'] for r in self.records),
             skipped_updates=sum(r['skipped_updates'] for r in self.records),
+            steps=self.steps,
+            skipped_updates_share=(sum(r['skipped_updates']
+                                       for r in self.records) / self.steps
+                                   if self.steps else 0.0),
+            first_skipped_update=self.first_skip,
             **({'student_mean_mIoU': _nanmean(
                 [r.get('student_mIoU') for r in self.records])}
                if any('student_mIoU' in r for r in self.records) else {}))
+
+    def skipped_warning(self) -> Optional[str]:
+        """A warning when updates were skipped (non-finite loss or gradient):
+        how many, their share and where they began; None otherwise."""
+        s = self.summary()
+        n = s['skipped_updates']
+        if not n:
+            return None
+        where = s['first_skipped_update'] or {}
+        return (f'WARNING: {n} of {s["steps"]} updates '
+                f'({100 * s["skipped_updates_share"]:.0f}%) were skipped '
+                '(non-finite loss or gradient: the model stayed as it was), '
+                f"from round {where.get('round')} {where.get('domain')} image "
+                f"{where.get('image')} on; the table scores a model that "
+                'stopped adapting there (check the learning rate).')
 
     def summary_line(self) -> str:
         s = self.summary()
@@ -130,6 +158,14 @@ class CTTAResults:
                 cells.append(_fmt(_nanmean(values)))
                 lines.append('| ' + ' | '.join(cells) + ' |')
         lines.append(f'\nMean over all passes: {_fmt(self.overall_mean())} mIoU')
+        label = self.provenance.get('method_label')
+        if label and label != self.method:
+            lines.append(f'Method: `{label}`')
+        warning = self.skipped_warning()
+        if warning:
+            lines.append(f'\n**{warning}**')
+        for note in self.notes:
+            lines.append(f'\nNote: {note}')
         if has_student:
             student = _nanmean([x.get('student_mIoU') for x in self.records])
             lines.append(f'Student (not scored) mean: {_fmt(student)} mIoU')
@@ -156,8 +192,9 @@ class CTTAResults:
     def write(self) -> None:
         os.makedirs(self.out_dir, exist_ok=True)
         base = osp.join(self.out_dir, self.name)
-        payload = dict(summary=self.summary(), passes=self.records)
-        # Strict JSON: NaN (an mIoU of no class) is written as null.
+        payload = dict(summary=self.summary(), passes=self.records,
+                       provenance=self.provenance, notes=self.notes)
+        # Strict JSON: NaN (an mIoU of no class) and inf are written as null.
         atomic_write_text(base + '.json',
                           json.dumps(_nan_to_none(payload), indent=2,
                                      allow_nan=False))
@@ -165,7 +202,12 @@ class CTTAResults:
         atomic_write_text(base + '.md', self.markdown())
 
     def state_dict(self) -> Dict[str, Any]:
-        return dict(records=json.dumps(self.records))
+        return dict(records=json.dumps(self.records), notes=list(self.notes),
+                    steps=self.steps,
+                    first_skip=json.dumps(self.first_skip))
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.records = json.loads(state['records'])
+        self.notes = list(state.get('notes', []))
+        self.steps = int(state.get('steps', 0))
+        self.first_skip = json.loads(state.get('first_skip', 'null'))

@@ -1,4 +1,6 @@
 """NormStat ("BN adapt"): normalise with the statistics of the test batch."""
+import warnings
+
 from ..registry import METHODS
 from .base import use_test_batch_stats
 from .source import Source
@@ -21,4 +23,8 @@ class NormStat(Source):
 
     def setup(self, model) -> None:
         super().setup(model)  # Source: eval mode, frozen; scores the plain view
-        self.num_norm_layers = use_test_batch_stats(self.segmentor)
+        if not use_test_batch_stats(self.segmentor):
+            warnings.warn(
+                'NormStat: the model has no BatchNorm layer, so it normalises '
+                'exactly as the source model does (LayerNorm has no running '
+                'statistics): this run equals Source.', stacklevel=2)

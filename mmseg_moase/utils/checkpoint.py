@@ -142,7 +142,14 @@ def load_source_checkpoint(model: nn.Module, path: str,
                          f'got {layernorm_eps!r}')
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
-    ckpt = _load_checkpoint(path, map_location='cpu')
+    try:
+        ckpt = _load_checkpoint(path, map_location='cpu')
+    except Exception as e:  # noqa: BLE001  (the unpickler's errors vary)
+        raise ValueError(
+            f'{path} is not a PyTorch checkpoint (torch.load: '
+            f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""});'
+            ' pass the .pth file of a trained SegFormer (mmseg 1.x or '
+            'NVlabs).') from None
     try:
         state, meta = split_checkpoint(ckpt)
     except ValueError as e:

@@ -34,7 +34,6 @@ ctta_stream = dict(
         dict(
             name=cond,
             dataset=dict(
-                data_root=synthetic_data_root,
                 data_prefix=dict(
                     img_path=f'rgb_anon/{cond}/train',
                     seg_map_path=f'gt/{cond}/train')))
@@ -44,6 +43,11 @@ ctta_stream = dict(
         batch_size=1,
         num_workers=1,
         persistent_workers=False,
-        dataset=dict(type='ACDCDataset', pipeline=ctta_test_pipeline)),
+        # One data root for every domain: another folder with --cfg-options
+        # ctta_stream.dataloader.dataset.data_root=DIR.
+        dataset=dict(
+            type='ACDCDataset',
+            data_root=synthetic_data_root,
+            pipeline=ctta_test_pipeline)),
     tta_pipeline=ctta_tta_pipeline)
 ctta_cfg = dict(save_interval=20, progress_interval=15.0)

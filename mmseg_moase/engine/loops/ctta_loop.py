@@ -1,7 +1,6 @@
 """The continual test-time adaptation loop: rounds x domains, no reset."""
 import copy
 import contextlib
-import os
 import os.path as osp
 import random
 import time
@@ -37,6 +36,9 @@ from ..hooks.ema_teacher_hook import EMATeacherHook
 from ..telemetry import (ParameterDrift, StepStatsMeter,
                          collect_module_telemetry, set_module_telemetry)
 from .predictions import save_predictions
+from .run_state import (Interrupts, StreamInterrupted, fingerprint_diff,
+                        load_state_file, method_label, provenance,
+                        run_fingerprint, save_state_file)
 
 STATE_FILE = 'ctta_state.pth'
 STATE_VERSION = 1
@@ -191,7 +193,8 @@ class CTTALoop(BaseLoop):
                  tta_pipeline: Optional[list] = None,
                  check_sync: bool = True, cpu_malloc: str = 'keep',
                  skip_attention_weights: bool = True,
-                 precision: str = 'fp32', telemetry: bool = True) -> None:
+                 precision: str = 'fp32', telemetry: bool = True,
+                 resume_force: bool = False) -> None:
         check_choice('CTTALoop (ctta_cfg)', 'cpu_malloc', cpu_malloc,
                      CPU_MALLOC_MODES)
         check_choice('CTTALoop (ctta_cfg)', 'precision', precision, PRECISIONS)
@@ -224,6 +227,7 @@ class CTTALoop(BaseLoop):
         self.checkpoint = checkpoint
         self.save_interval = int(save_interval)
         self.resume = resume
+        self.resume_force = bool(resume_force)
         self.out_preds = out_preds
         self.out_preds_color = out_preds_color
         self.progress_interval = progress_interval
@@ -241,6 +245,8 @@ class CTTALoop(BaseLoop):
         self.method: Optional[BaseCTTAMethod] = None
         self.results: Optional[CTTAResults] = None
         self.datasets: Dict[str, Any] = {}
+        self._fingerprint: Dict[str, Any] = {}
+        self._interrupts = Interrupts()
 
     # ------------------------------------------------------------ building
     @property
@@ -271,8 +277,10 @@ class CTTALoop(BaseLoop):
             raise FileNotFoundError(
                 f"domain '{name}': image folder {img_dir} does not exist (from "
                 f"data_root={root!r} and data_prefix={cfg.get('data_prefix')}); "
-                'set the data root of the config (e.g. --cfg-options '
-                'data_root=/path/to/data).')
+                'set the data root of the stream (--cfg-options '
+                'ctta_stream.dataloader.dataset.data_root=/path/to/data, or '
+                'the domain\'s own ctta_stream.domains.<i>.dataset.data_root '
+                'where the config sets one per domain).')
         cfg['lazy_init'] = True
         dataset = DATASETS.build(cfg)
         data_list = dataset.load_data_list()
@@ -341,6 +349,18 @@ class CTTALoop(BaseLoop):
         self.results = CTTAResults(type(self.method).__name__,
                                    [d['name'] for d in self.domains],
                                    self.rounds, runner.work_dir)
+        self._fingerprint = run_fingerprint(
+            self.method_cfg, runner.cfg.get('model', {}),
+            dict(domains=self.domains, rounds=self.rounds,
+                 tta_pipeline=self.tta_pipeline,
+                 dataloader=self.dataloader_cfg),
+            dict(precision=self.precision,
+                 skip_attention_weights=self.skip_attention_weights,
+                 cpu_malloc=self.cpu_malloc, check_labels=self.check_labels),
+            # The seed the user fixed (None: mmengine drew one; a resumed run
+            # continues from the saved random state either way).
+            self.checkpoint, (runner.cfg.get('randomness') or {}).get('seed'))
+        self.results.provenance = self._provenance()
         passes = [(r, d) for r in range(self.rounds) for d in self.domains]
         lengths = [len(self.datasets[d['name']]) for _, d in passes]
         resume_state = self._load_state() if self.resume else None
@@ -352,14 +372,28 @@ class CTTALoop(BaseLoop):
             interval=self.progress_interval,
             # Rank 0 only; its running mIoU is of rank 0's share of the images.
             enabled=is_main_process())
-        for p, (r, domain) in enumerate(passes):
-            if p < first_pass:
-                continue
-            self._run_pass(p, r, domain, progress,
-                           resume_state if p == first_pass else None)
-            resume_state = None
+        if first_pass >= len(passes):
+            # A finished run resumed (a scheduler's retry): its table, exit 0.
+            if is_main_process():
+                self.results.write()  # a forced resume's note
+                # Printed whatever the log level: what the retried job shows.
+                print('--resume: this run had finished; its results '
+                      f'({osp.join(runner.work_dir, "ctta_results.md")}):\n'
+                      + self.results.markdown(), flush=True)
+            runner.call_hook('after_test')
+            return dict(mIoU=self.results.summary()['mean_mIoU'])
+        with self._interrupts:
+            for p, (r, domain) in enumerate(passes):
+                if p < first_pass:
+                    continue
+                self._run_pass(p, r, domain, progress,
+                               resume_state if p == first_pass else None)
+                resume_state = None
 
         metrics = dict(self.results.summary())
+        warning = self.results.skipped_warning()
+        if warning:
+            print_log(warning, logger='current', level=30)
         summary = dict(mIoU=metrics['mean_mIoU'])
         print_log(self.results.summary_line(), logger='current')
         print_log('results: ' + osp.join(runner.work_dir, 'ctta_results.md'),
@@ -448,16 +482,29 @@ class CTTALoop(BaseLoop):
             # checking a batch on any rank stops all of them (none is left
             # waiting in a collective), after the progress so far is saved.
             error: Optional[BaseException] = None
-            try:
-                data_batch = next(it)
-                if self.check_labels and n_local:
-                    self._check_batch_labels(data_batch, name, dataset)
-            except Exception as e:  # noqa: BLE001  (re-raised below)
-                error = e
+            if self._interrupts.pending is not None:
+                error = StreamInterrupted(self._interrupts.pending)
+            else:
+                try:
+                    data_batch = next(it)
+                except Exception as e:  # noqa: BLE001  (re-raised below)
+                    error = self._load_error(e, name, dataset, done, n_local)
+                try:
+                    if error is None and self.check_labels and n_local:
+                        self._check_batch_labels(data_batch, name, dataset)
+                except Exception as e:  # noqa: BLE001  (re-raised below)
+                    error = e
             failures = rank_errors(error)
             if failures:
                 self._save_state(pass_idx, done, evaluator,
                                  seconds + time.perf_counter() - t0, skipped0)
+                if isinstance(error, StreamInterrupted):
+                    print_log(
+                        f'{error} at image {done} of {label}: the state is '
+                        f'saved to {self.state_path}; run the same command '
+                        'with --resume to continue.', logger='current',
+                        level=40)
+                    raise SystemExit(128 + error.signum)
                 if isinstance(error, StreamDataError):
                     raise StreamDataError(
                         f'{error} Progress up to image {done} of this pass is '
@@ -468,9 +515,15 @@ class CTTALoop(BaseLoop):
             method.set_step_share(n_local, n_step)
             runner.call_hook('before_test_iter', batch_idx=batch_idx,
                              data_batch=data_batch)
+            skipped_before = method.skipped_updates
             with stand_in_batch() if stand_in else contextlib.nullcontext(), \
                     step_precision(self.precision, self._device_type):
                 outputs = method.step(data_batch)
+            self.results.steps += 1
+            if method.skipped_updates > skipped_before and \
+                    self.results.first_skip is None:
+                self.results.first_skip = dict(round=round_idx + 1,
+                                               domain=name, image=done)
             if stand_in:
                 outputs = []  # counts for nothing: not scored, not saved
             else:
@@ -600,6 +653,40 @@ class CTTALoop(BaseLoop):
                     'use *_labelTrainIds.png files (cityscapesscripts '
                     'csCreateTrainIdLabelImgs makes them).')
 
+    def _load_error(self, e: BaseException, name: str, dataset, done: int,
+                    n_local: int) -> BaseException:
+        """An exception from loading the next batch, as a
+        :class:`StreamDataError` naming the domain and the image files (an
+        unreadable image gets the bad label's treatment)."""
+        if isinstance(e, StopIteration) or not n_local:
+            return e
+        batch = self.dataloader_cfg.get('batch_size', 1)
+        paths = []
+        for i in range(done, min(done + batch, len(dataset))):
+            try:
+                paths.append(dataset.get_data_info(i)['img_path'])
+            except Exception:  # noqa: BLE001
+                break
+        text = str(e).strip()
+        first = text.splitlines()[-1] if text else ''
+        return StreamDataError(
+            f"domain '{name}': loading image {done} of the pass failed "
+            f'({type(e).__name__}: {first}); file(s): {paths}.')
+
+    def _provenance(self) -> Dict[str, Any]:
+        """Where the results come from (rank 0 dumps the resolved config)."""
+        runner = self.runner
+        dump = osp.join(runner.work_dir, 'ctta_config.py')
+        if is_main_process():
+            try:
+                runner.cfg.dump(dump)
+            except Exception:  # noqa: BLE001  (a config mmengine cannot dump)
+                dump = None
+        return provenance(getattr(runner.cfg, 'filename', None), dump,
+                          self.checkpoint,
+                          self._fingerprint.get('checkpoint_sha256'),
+                          runner.seed, method_label(self.method_cfg, METHODS))
+
     # ---------------------------------------------------------- resumption
     def _signature(self) -> Dict[str, Any]:
         return dict(method=self.method_cfg.get('type'), rounds=self.rounds,
@@ -622,10 +709,8 @@ class CTTALoop(BaseLoop):
             method=self.method.state_dict(),
             metric_results=metric_results,
             results=self.results.state_dict(), rng=_rng_state(),
-            telemetry=telemetry)
-        tmp = self.state_path + '.tmp'
-        torch.save(state, tmp)
-        os.replace(tmp, self.state_path)
+            telemetry=telemetry, fingerprint=self._fingerprint)
+        save_state_file(state, self.state_path)
 
     def _telemetry_state(self, mid_pass: bool) -> Dict[str, Any]:
         """What a resumed pass needs to finish its telemetry: the step meter
@@ -643,7 +728,7 @@ class CTTALoop(BaseLoop):
             print_log(f'--resume: no state at {path}; starting the stream from '
                       'the beginning.', logger='current', level=30)
             return None
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        state = load_state_file(path)
         if state.get('version') != STATE_VERSION:
             raise ValueError(f'{path}: unknown state version {state.get("version")}')
         if state['signature'] != self._signature():
@@ -651,6 +736,15 @@ class CTTALoop(BaseLoop):
                 f'{path} was written by a different stream '
                 f"({state['signature']}) than this config ({self._signature()}); "
                 'use another --work-dir or delete the file.')
+        diff = fingerprint_diff(state.get('fingerprint') or {},
+                                self._fingerprint)
+        if diff and not self.resume_force:
+            raise ValueError(
+                f'{path} was written by a run with other settings; resuming '
+                'would mix two runs in one table. What differs (saved -> '
+                'now):\n  ' + '\n  '.join(diff) + '\nUse another --work-dir, '
+                'or --resume --force to continue anyway (recorded in the '
+                'results).')
         total = self.rounds * len(self.domains)
         print_log(f'--resume: continuing at pass {state["pass_idx"] + 1}/{total}, '
                   f'image {state["image_idx"]}', logger='current')
@@ -658,4 +752,13 @@ class CTTALoop(BaseLoop):
             # Finished run: restore the table only.
             self.method.load_state_dict(state['method'])
             self.results.load_state_dict(state['results'])
+        if diff:
+            note = ('resumed with --force although the settings differ '
+                    '(saved -> now): ' + '; '.join(diff))
+            print_log(note, logger='current', level=30)
+            self.results.notes.append(note)
+            # Recorded for every later save (the pass restores the results).
+            state['results'] = self.results.state_dict() \
+                if state['pass_idx'] >= total else dict(
+                    state['results'], notes=list(self.results.notes))
         return state

@@ -1,7 +1,7 @@
-from .hp_loss import HomeostaticProximalLoss, expert_parameter_names, hp_loss
+from .hp_loss import expert_parameter_names, hp_loss
 from .weighted_ce import WeightedCrossEntropyLoss
 
 __all__ = [
-    'HomeostaticProximalLoss', 'WeightedCrossEntropyLoss',
+    'WeightedCrossEntropyLoss',
     'expert_parameter_names', 'hp_loss'
 ]

@@ -5,7 +5,6 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from mmseg.registry import MODELS
 from ..adapters.moase import ExpertBank
 
 HP_NORMS = ('squared', 'l2')
@@ -66,31 +65,3 @@ def hp_loss(student: nn.Module,
         return next(student.parameters()).new_zeros(())
     return 0.5 * mu * total
 
-
-@MODELS.register_module()
-class HomeostaticProximalLoss(nn.Module):
-    """Module wrapper of :func:`hp_loss` for configs.
-
-    Args:
-        mu (float): Weight. Defaults to 1.0.
-        norm (str): ``'squared'`` (paper, default) or ``'l2'`` (public code).
-        loss_name (str): Key under which methods log it. Defaults to ``'loss_hp'``.
-    """
-
-    def __init__(self, mu: float = 1.0, norm: str = 'squared',
-                 loss_name: str = 'loss_hp') -> None:
-        super().__init__()
-        if norm not in HP_NORMS:
-            raise ValueError('HP loss option `norm` must be one of '
-                             f'{list(HP_NORMS)}, got {norm!r}')
-        self.mu = float(mu)
-        self.norm = norm
-        self._loss_name = loss_name
-
-    @property
-    def loss_name(self) -> str:
-        return self._loss_name
-
-    def forward(self, student: nn.Module,
-                teacher: Union[nn.Module, Mapping[str, Tensor]]) -> Tensor:
-        return hp_loss(student, teacher, self.mu, self.norm)
