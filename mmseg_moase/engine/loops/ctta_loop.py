@@ -736,8 +736,13 @@ class CTTALoop(BaseLoop):
                 f'{path} was written by a different stream '
                 f"({state['signature']}) than this config ({self._signature()}); "
                 'use another --work-dir or delete the file.')
-        diff = fingerprint_diff(state.get('fingerprint') or {},
-                                self._fingerprint)
+        if 'fingerprint' in state:
+            diff = fingerprint_diff(state['fingerprint'], self._fingerprint)
+        else:  # written before states carried one
+            diff = []
+            print_log(f'--resume: {path} records no settings fingerprint (an '
+                      'older version wrote it); the settings are not checked.',
+                      logger='current', level=30)
         if diff and not self.resume_force:
             raise ValueError(
                 f'{path} was written by a run with other settings; resuming '
