@@ -206,8 +206,10 @@ def test_all_method_configs(tmp_path):
         assert [t['scale_factor'] for t in tta[0]] == [0.5 * r for r in RATIOS]
         assert [t['prob'] for t in tta[1]] == [0., 1.]
         assert tta[2] == [dict(type='LoadAnnotations')]
-        multi = method in ('cotta', 'moase')
-        assert cfg.ctta_method.get('view_index') == (4 if multi else None), name
+        # The stream declares the plain view once; the loop gives it to the
+        # method (no method config repeats it).
+        assert cfg.ctta_method.get('view_index') is None, name
+        assert cfg.test_cfg.plain_view_index == 4, name
         head = cfg.model.decode_head
         assert head.type == 'SegformerOriginalHead'
         assert head.channels == (768 if bb == 'b5' else 256)

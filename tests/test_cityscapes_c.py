@@ -222,9 +222,8 @@ def test_configs_load_and_build_their_pipelines(config, tmp_path):
     assert template.data_root == 'data/cityscapes'
     assert template.data_prefix == dict(img_path='leftImg8bit/val',
                                         seg_map_path='gtFine/val')
-    multi = cfg.ctta_method.type in ('CoTTA', 'MoASE')
-    if multi:
-        assert cfg.ctta_method.view_index == 4
+    assert cfg.ctta_stream.plain_view_index == 4
+    assert cfg.ctta_method.get('view_index') is None
     is_moase = cfg.ctta_method.type == 'MoASE'
     assert (cfg.model.backbone.type == 'MixVisionTransformerMoASE') == is_moase
     assert cfg.model.backbone.num_layers == [3, 6, 40, 3]  # MiT-B5

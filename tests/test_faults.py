@@ -223,3 +223,23 @@ def test_results_carry_their_provenance(tmp_path):
     # Strict JSON.
     with open(osp.join(works['single'], 'ctta_results.json')) as f:
         json.loads(f.read(), parse_constant=lambda c: pytest.fail(c))
+
+
+def test_the_stream_declares_the_plain_view_once(tmp_path):
+    """The loop gives the method the stream's plain view; a resizing test
+    pipeline without a declaration is refused rather than guessed; a method
+    option that contradicts the stream is refused."""
+    cfg, _ = setup_run(tmp_path, 'CoTTA', domains=('fog', ), num=1)
+    cfg.test_cfg.plain_view_index = 4  # scale 1.0, unflipped of the 14 views
+    runner = _run(cfg)
+    assert runner.test_loop.method.view_index == 4
+    cfg, _ = setup_run(tmp_path, 'CoTTA', domains=('fog', ), num=1, work='w2')
+    cfg.test_dataloader.dataset.pipeline.insert(
+        1, dict(type='Resize', scale_factor=0.5, keep_ratio=True))
+    with pytest.raises(ValueError, match='ctta_stream.plain_view_index'):
+        _run(cfg)
+    cfg, _ = setup_run(tmp_path, 'CoTTA', domains=('fog', ), num=1, work='w3')
+    cfg.test_cfg.plain_view_index = 4
+    cfg.test_cfg.method.view_index = 2
+    with pytest.raises(ValueError, match='declares plain_view_index=4'):
+        _run(cfg)

@@ -12,10 +12,10 @@
 #   slide inference, crop 1024, stride 768) and data_preprocessor. Not used: its
 #   datasets, pipelines and schedule; the stream brings the test data and the
 #   protocol's pipelines, the method its optimiser.
-# * Source / NormStat / TENT: use that method base, drop the two MoASE lines and
-#   the view_index line. CoTTA: drop the two MoASE lines only.
+# * Source / NormStat / TENT / CoTTA: use that method base, drop the two MoASE
+#   lines. (The stream declares the teachers' plain view: nothing to set here.)
 # * Other streams (configs/_base_/streams/): cityscapes-to-acdc_10rounds.py,
-#   cityscapes-to-cityscapes-c.py; both need the view_index line too.
+#   cityscapes-to-cityscapes-c.py.
 # * mmengine refuses a top-level key set in two bases: if your config sets
 #   `custom_imports` or `custom_hooks`, move them into this file (with
 #   'mmseg_moase' in the imports, and the method's EMATeacherHook in the hooks).
@@ -26,5 +26,3 @@ _base_ = [
     '../_base_/models/moase_adapter.py',  # MoASE only
 ]
 model = dict(backbone={{_base_.moase_backbone}})  # MoASE only: MiT + adapters
-# CoTTA / MoASE: the 14-view teacher's plain view (ratio 1.0, unflipped).
-ctta_method = dict(view_index={{_base_.ctta_plain_view_index}})

@@ -6,5 +6,3 @@ _base_ = [
     '../_base_/streams/cityscapes-to-cityscapes-c.py',
     '../_base_/methods/moase.py'
 ]
-# The 14-view teacher: the plain view (ratio 1.0, unflipped) is resized by 0.5.
-ctta_method = dict(view_index={{_base_.ctta_plain_view_index}})

@@ -79,6 +79,7 @@ def prepare_ctta_config(config: str, checkpoint: str,
         domains=stream.domains,
         rounds=stream.get('rounds', 1),
         tta_pipeline=stream.get('tta_pipeline'),
+        plain_view_index=stream.get('plain_view_index'),
         checkpoint=checkpoint,
         resume=resume,
         resume_force=force)

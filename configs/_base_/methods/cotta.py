@@ -6,7 +6,7 @@ ctta_method = dict(
     restore_prob=0.01,
     reset_optimizer_each_pass=True,
     bn_stats='eval',  # 'eval' (released code: source BN statistics) | 'test_batch'
-    view_index=None,  # plain view of the tta_pipeline: None = the unscaled, unflipped one
+    view_index=None,  # None: the stream's plain_view_index
     optim_wrapper=dict(
         constructor='TrainableGroupsOptimWrapperConstructor',
         optimizer=dict(type='Adam', lr=7.5e-6, betas=(0.9, 0.999)),

@@ -12,8 +12,9 @@
 # * Pipelines (configs/_base_/streams/half_size_14views.py): 1920x1080 -> 960x540
 #   (keep ratio), labels and scoring at 1080x1920; the model's slide inference
 #   (crop 1024, stride 768) covers 960x540 in one window. CoTTA-style teachers use
-#   14 views (ratios 0.5..2.0 of 960x540, with and without flip); multi-view method
-#   configs set `ctta_method.view_index` to `ctta_plain_view_index` (4).
+#   14 views (ratios 0.5..2.0 of 960x540, with and without flip); the stream
+#   declares their plain view (ratio 1.0, unflipped: view 4) as `plain_view_index`,
+#   and the loop passes it to the method.
 _base_ = './half_size_14views.py'
 
 acdc_conditions = ['fog', 'night', 'rain', 'snow']
@@ -37,5 +38,6 @@ ctta_stream = dict(
             type='ACDCDataset',
             data_root='data/acdc',
             pipeline={{_base_.ctta_test_pipeline}})),
-    tta_pipeline={{_base_.ctta_tta_pipeline}})
+    tta_pipeline={{_base_.ctta_tta_pipeline}},
+    plain_view_index={{_base_.ctta_plain_view_index}})
 ctta_cfg = dict(save_interval=50, progress_interval=30.0)

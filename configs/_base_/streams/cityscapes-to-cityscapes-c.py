@@ -60,5 +60,6 @@ ctta_stream = dict(
             severity=cityscapes_c_severity,
             seed=cityscapes_c_seed,
             pipeline={{_base_.ctta_test_pipeline}})),
-    tta_pipeline={{_base_.ctta_tta_pipeline}})
+    tta_pipeline={{_base_.ctta_tta_pipeline}},
+    plain_view_index={{_base_.ctta_plain_view_index}})
 ctta_cfg = dict(save_interval=50, progress_interval=30.0)

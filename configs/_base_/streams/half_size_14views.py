@@ -8,9 +8,10 @@
 #   flipped, in product order (r0.5, no flip), (r0.5, flip), (r0.75, ...), ...
 #   mmseg 1.x's `Resize(scale_factor=s)` acts on the loaded image, so ratio r is
 #   `scale_factor=0.5 * r`. The plain view (ratio 1.0, unflipped) is view 4
-#   (`ctta_plain_view_index`); multi-view method configs must pass it on as
-#   `ctta_method.view_index`: its scale_factor is 0.5, and the scale-1
-#   auto-detection would pick the ratio-2.0 view (the full-size image).
+#   (`ctta_plain_view_index`), declared once by the streams as
+#   `ctta_stream.plain_view_index`: its scale_factor is 0.5, and the scale-1
+#   auto-detection would pick the ratio-2.0 view (the full-size image), so the
+#   loop refuses to guess for a stream whose test pipeline resizes.
 ctta_base_scale_factor = 0.5
 ctta_test_pipeline = [
     dict(type='LoadImageFromFile'),

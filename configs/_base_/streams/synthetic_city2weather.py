@@ -49,5 +49,6 @@ ctta_stream = dict(
             type='ACDCDataset',
             data_root=synthetic_data_root,
             pipeline=ctta_test_pipeline)),
-    tta_pipeline=ctta_tta_pipeline)
+    tta_pipeline=ctta_tta_pipeline,
+    plain_view_index=2)  # scale 1.0, unflipped: (0.75, 0.75 flip, 1.0, ...)
 ctta_cfg = dict(save_interval=20, progress_interval=15.0)

@@ -153,6 +153,10 @@ class CTTALoop(BaseLoop):
         tta_pipeline (list, optional): The multi-view (``TestTimeAug``) pipeline
             used instead of the template's for methods with ``multi_view=True``
             (CoTTA, MoASE with the CoTTA-style teacher).
+        plain_view_index (int, optional): Which view of ``tta_pipeline`` is the
+            plain one (the stream's ``plain_view_index``), given to the method.
+            None: the method finds the unscaled, unflipped view, which a stream
+            whose test pipeline resizes must not rely on (an error).
         check_sync (bool): On several processes, check that all ranks start
             with the same weights and random state and hold the same method
             state (student, teacher, optimiser) after every pass; raises if not.
@@ -194,7 +198,8 @@ class CTTALoop(BaseLoop):
                  check_sync: bool = True, cpu_malloc: str = 'keep',
                  skip_attention_weights: bool = True,
                  precision: str = 'fp32', telemetry: bool = True,
-                 resume_force: bool = False) -> None:
+                 resume_force: bool = False,
+                 plain_view_index: Optional[int] = None) -> None:
         check_choice('CTTALoop (ctta_cfg)', 'cpu_malloc', cpu_malloc,
                      CPU_MALLOC_MODES)
         check_choice('CTTALoop (ctta_cfg)', 'precision', precision, PRECISIONS)
@@ -233,6 +238,7 @@ class CTTALoop(BaseLoop):
         self.progress_interval = progress_interval
         self.check_labels = check_labels
         self.tta_pipeline = copy.deepcopy(tta_pipeline)
+        self.plain_view_index = plain_view_index
         self.check_sync = check_sync
         self.cpu_malloc = cpu_malloc
         self.skip_attention_weights = bool(skip_attention_weights)
@@ -258,7 +264,41 @@ class CTTALoop(BaseLoop):
         if isinstance(mtype, str) and mtype not in METHODS.module_dict:
             raise ValueError(f'unknown CTTA method {mtype!r} in `test_cfg.method`;'
                              f' registered: {sorted(METHODS.module_dict)}')
-        return METHODS.build(self.method_cfg)
+        method = METHODS.build(self.method_cfg)
+        self._set_plain_view(method)
+        return method
+
+    def _set_plain_view(self, method: BaseCTTAMethod) -> None:
+        """Give a multi-view method the stream's plain view (declared once by
+        the stream, ``ctta_stream.plain_view_index``).
+
+        Without a declaration the method finds the view of scale factor 1,
+        unflipped; that is the plain view only if the single-view pipeline
+        does not resize the image, so a stream whose test pipeline has a
+        ``Resize`` must declare it.
+        """
+        declared = self.plain_view_index
+        own = getattr(method, 'view_index', None)
+        if declared is not None and own is not None and own != declared:
+            raise ValueError(
+                f'ctta_method.view_index={own} but the stream declares '
+                f'plain_view_index={declared}: drop the method option (the '
+                'stream says which view is plain).')
+        if declared is not None:
+            method.view_index = declared
+            return
+        if not method.multi_view or own is not None:
+            return
+        pipeline = (self.dataloader_cfg.get('dataset') or {}).get(
+            'pipeline') or []
+        if any(isinstance(t, dict) and t.get('type') == 'Resize'
+               for t in pipeline):
+            raise ValueError(
+                "the stream's test pipeline resizes the image, so the "
+                "multi-view pipeline's view of scale factor 1 is not its plain "
+                'view: declare the plain view of `ctta_stream.tta_pipeline` as '
+                '`ctta_stream.plain_view_index` (the view equal to the test '
+                "pipeline's output, unflipped).")
 
     def _build_dataset(self, domain: dict):
         cfg = copy.deepcopy(self.dataloader_cfg.get('dataset', {}))
