@@ -25,4 +25,5 @@ _base_ = [
     '../_base_/methods/moase.py',
     '../_base_/models/moase_adapter.py',  # MoASE only
 ]
+custom_imports = dict(imports=['mmseg_moase'], allow_failed_imports=False)
 model = dict(backbone={{_base_.moase_backbone}})  # MoASE only: MiT + adapters

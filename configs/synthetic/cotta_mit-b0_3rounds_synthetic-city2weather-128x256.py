@@ -3,3 +3,4 @@ _base_ = [
     '../_base_/models/segformer_mit-b0_cpu.py',
     '../_base_/streams/synthetic_city2weather.py', '../_base_/methods/cotta.py'
 ]
+custom_imports = dict(imports=['mmseg_moase'], allow_failed_imports=False)

@@ -4,4 +4,5 @@ _base_ = [
     '../_base_/models/segformer_mit-b0_cpu.py', '../_base_/models/moase_adapter.py',
     '../_base_/streams/synthetic_city2weather.py', '../_base_/methods/moase.py'
 ]
+custom_imports = dict(imports=['mmseg_moase'], allow_failed_imports=False)
 model = dict(backbone={{_base_.moase_backbone}})

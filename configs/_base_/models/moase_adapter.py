@@ -1,5 +1,6 @@
 # MoASE adapter options shared by the SegFormer+MoASE model bases (spec section 1).
-custom_imports = dict(imports=['mmseg_moase'], allow_failed_imports=False)
+# No `custom_imports` here: the bases and configs this is combined with import
+# mmseg_moase themselves (mmengine refuses a key set by two bases).
 
 moase_cfg = dict(
     type='MoASEAdapter',
