@@ -1,10 +1,11 @@
 """The continual test-time adaptation loop: rounds x domains, no reset."""
-import copy
 import contextlib
+import copy
+import dataclasses
 import os.path as osp
 import random
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -46,6 +47,27 @@ STATE_VERSION = 1
 
 class StreamDataError(ValueError):
     """Bad data met in the middle of a stream (the state is saved first)."""
+
+
+@dataclasses.dataclass
+class _Pass:
+    """What the steps of one (round, domain) pass share."""
+    pass_idx: int
+    round_idx: int
+    name: str
+    label: str
+    dataset: Any
+    loader: Any
+    shares: List[Tuple[int, int]]
+    evaluator: Any
+    start: int  # first image (a resumed pass's position)
+    seconds: float  # time spent before this process took the pass up
+    skipped0: int  # the method's skipped updates when the pass began
+    miou_fn: Callable[[], float]
+    t0: float = 0.0  # perf_counter() at the first step
+
+    def elapsed(self) -> float:
+        return self.seconds + time.perf_counter() - self.t0
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -460,6 +482,32 @@ class CTTALoop(BaseLoop):
 
     def _run_pass(self, pass_idx: int, round_idx: int, domain: dict,
                   progress: StreamProgress, state: Optional[dict]) -> None:
+        """One (round, domain) pass: open it, step through its batches (saving
+        the state every ``save_interval`` images), close it."""
+        ps = self._open_pass(pass_idx, round_idx, domain, progress, state)
+        done, since_save = ps.start, 0
+        it = iter(ps.loader)
+        if state:
+            _set_rng_state(state['rng'])
+        ps.t0 = time.perf_counter()
+        for batch_idx, (n_step, n_local) in enumerate(ps.shares):
+            data_batch = self._next_batch(ps, it, done, n_local)
+            self._step(ps, batch_idx, data_batch, n_step, n_local, done)
+            done += n_step
+            since_save += n_step
+            progress.update(n_step, ps.miou_fn)
+            if self.save_interval and since_save >= self.save_interval \
+                    and done < len(ps.dataset):
+                self._save_state(pass_idx, done, ps.evaluator, ps.elapsed(),
+                                 ps.skipped0)
+                since_save = 0
+        progress.update(0, ps.miou_fn, force=True)
+        self._close_pass(ps, progress)
+
+    def _open_pass(self, pass_idx: int, round_idx: int, domain: dict,
+                   progress: StreamProgress, state: Optional[dict]) -> '_Pass':
+        """The pass's loader (from the resume position) and evaluators, the
+        saved sums of a resumed pass restored, the method told of the pass."""
         runner, method = self.runner, self.method
         name = domain['name']
         dataset = self.datasets[name]
@@ -473,7 +521,6 @@ class CTTALoop(BaseLoop):
         # by the DataLoader, so a resumed run draws exactly the same numbers.
         loader_cfg['generator'] = torch.Generator()
         loader = runner.build_dataloader(loader_cfg, seed=runner.seed)
-        shares = loader.sampler.step_shares()
         # mmengine's logger/timer hooks read len(runner.test_dataloader).
         self.dataloader = loader
         evaluator = self._build_evaluator(dataset, '.dist_collect')
@@ -485,7 +532,7 @@ class CTTALoop(BaseLoop):
         if self.telemetry:
             # Sums of the previous pass (or of a resumed run's start) go.
             collect_module_telemetry(method.segmentor)
-
+        seconds, skipped0 = 0.0, method.skipped_updates
         if state:
             _restore_results(evaluator, state['metric_results'])
             method.load_state_dict(state['method'])
@@ -495,11 +542,7 @@ class CTTALoop(BaseLoop):
                 self._meter.load_state_dict(tel['steps'])
             if self._student_eval is not None and 'student_results' in tel:
                 _restore_results(self._student_eval, tel['student_results'])
-            seconds = state['seconds']
-            skipped0 = state['skipped_at_start']
-        else:
-            seconds = 0.0
-            skipped0 = method.skipped_updates
+            seconds, skipped0 = state['seconds'], state['skipped_at_start']
         if start == 0:
             method.on_pass_start(round_idx, name)
         label = f'R{round_idx + 1}/{self.rounds} {name}'
@@ -510,104 +553,106 @@ class CTTALoop(BaseLoop):
                   logger='current')
         iou = next((m for m in evaluator.metrics if isinstance(m, CTTAIoUMetric)),
                    None)
-        miou_fn = iou.running_miou if iou else (lambda: float('nan'))
+        return _Pass(pass_idx=pass_idx, round_idx=round_idx, name=name,
+                     label=label, dataset=dataset, loader=loader,
+                     shares=loader.sampler.step_shares(), evaluator=evaluator,
+                     start=start, seconds=seconds, skipped0=skipped0,
+                     miou_fn=iou.running_miou if iou else
+                     (lambda: float('nan')))
 
-        done, since_save = start, 0
-        it = iter(loader)
-        if state:
-            _set_rng_state(state['rng'])
-        t0 = time.perf_counter()
-        for batch_idx, (n_step, n_local) in enumerate(shares):
-            # Every rank gets here once per global step: an error loading or
-            # checking a batch on any rank stops all of them (none is left
-            # waiting in a collective), after the progress so far is saved.
-            error: Optional[BaseException] = None
-            if self._interrupts.pending is not None:
-                error = StreamInterrupted(self._interrupts.pending)
-            else:
-                try:
-                    data_batch = next(it)
-                except Exception as e:  # noqa: BLE001  (re-raised below)
-                    error = self._load_error(e, name, dataset, done, n_local)
-                try:
-                    if error is None and self.check_labels and n_local:
-                        self._check_batch_labels(data_batch, name, dataset)
-                except Exception as e:  # noqa: BLE001  (re-raised below)
-                    error = e
-            failures = rank_errors(error)
-            if failures:
-                self._save_state(pass_idx, done, evaluator,
-                                 seconds + time.perf_counter() - t0, skipped0)
-                if isinstance(error, StreamInterrupted):
-                    print_log(
-                        f'{error} at image {done} of {label}: the state is '
-                        f'saved to {self.state_path}; run the same command '
-                        'with --resume to continue.', logger='current',
-                        level=40)
-                    raise SystemExit(128 + error.signum)
-                if isinstance(error, StreamDataError):
-                    raise StreamDataError(
-                        f'{error} Progress up to image {done} of this pass is '
-                        'saved: fix the data and re-run with --resume.') from None
-                raise_rank_errors(error, failures,
-                                  f'at image {done} of {label}')
-            stand_in = n_local == 0
-            method.set_step_share(n_local, n_step)
-            runner.call_hook('before_test_iter', batch_idx=batch_idx,
-                             data_batch=data_batch)
-            skipped_before = method.skipped_updates
-            with stand_in_batch() if stand_in else contextlib.nullcontext(), \
-                    step_precision(self.precision, self._device_type):
-                outputs = method.step(data_batch)
-            self.results.steps += 1
-            if method.skipped_updates > skipped_before and \
-                    self.results.first_skip is None:
-                self.results.first_skip = dict(round=round_idx + 1,
-                                               domain=name, image=done)
-            if stand_in:
-                outputs = []  # counts for nothing: not scored, not saved
-            else:
-                if len(outputs) != n_local:
-                    raise RuntimeError(
-                        f'{type(method).__name__}.step returned {len(outputs)} '
-                        f'outputs for a batch of {n_local} images')
-                evaluator.process(data_samples=outputs, data_batch=data_batch)
-                if self.telemetry:
-                    self._record_step(outputs, data_batch)
-                if self.out_preds:
-                    save_predictions(outputs, self.out_preds, round_idx, name,
-                                     dataset, color=self.out_preds_color)
-            runner.call_hook('after_test_iter', batch_idx=batch_idx,
-                             data_batch=data_batch, outputs=outputs)
-            method.after_step()
-            done += n_step
-            since_save += n_step
-            progress.update(n_step, miou_fn)
-            if self.save_interval and since_save >= self.save_interval \
-                    and done < len(dataset):
-                self._save_state(pass_idx, done, evaluator,
-                                 seconds + time.perf_counter() - t0, skipped0)
-                since_save = 0
-        progress.update(0, miou_fn, force=True)
-        seconds += time.perf_counter() - t0
-        metrics = evaluator.evaluate(len(dataset))
+    def _next_batch(self, ps: '_Pass', it, done: int, n_local: int):
+        """The next batch, or, when any rank could not load or check its part
+        (or was interrupted), the state saved and the error raised on every
+        rank (none is left waiting in a collective)."""
+        error: Optional[BaseException] = None
+        data_batch = None
+        if self._interrupts.pending is not None:
+            error = StreamInterrupted(self._interrupts.pending)
+        else:
+            try:
+                data_batch = next(it)
+            except Exception as e:  # noqa: BLE001  (re-raised below)
+                error = self._load_error(e, ps.name, ps.dataset, done, n_local)
+            try:
+                if error is None and self.check_labels and n_local:
+                    self._check_batch_labels(data_batch, ps.name, ps.dataset)
+            except Exception as e:  # noqa: BLE001  (re-raised below)
+                error = e
+        failures = rank_errors(error)
+        if not failures:
+            return data_batch
+        self._save_state(ps.pass_idx, done, ps.evaluator, ps.elapsed(),
+                         ps.skipped0)
+        if isinstance(error, StreamInterrupted):
+            print_log(f'{error} at image {done} of {ps.label}: the state is '
+                      f'saved to {self.state_path}; run the same command with '
+                      '--resume to continue.', logger='current', level=40)
+            raise SystemExit(128 + error.signum)
+        if isinstance(error, StreamDataError):
+            raise StreamDataError(
+                f'{error} Progress up to image {done} of this pass is saved: '
+                'fix the data and re-run with --resume.') from None
+        raise_rank_errors(error, failures, f'at image {done} of {ps.label}')
+
+    def _step(self, ps: '_Pass', batch_idx: int, data_batch: dict,
+              n_step: int, n_local: int, done: int) -> None:
+        """One method step between the test-iteration hooks; its outputs
+        scored, recorded and saved (a stand-in batch's count for nothing)."""
+        runner, method = self.runner, self.method
+        stand_in = n_local == 0
+        method.set_step_share(n_local, n_step)
+        runner.call_hook('before_test_iter', batch_idx=batch_idx,
+                         data_batch=data_batch)
+        skipped_before = method.skipped_updates
+        with stand_in_batch() if stand_in else contextlib.nullcontext(), \
+                step_precision(self.precision, self._device_type):
+            outputs = method.step(data_batch)
+        self.results.steps += 1
+        if method.skipped_updates > skipped_before and \
+                self.results.first_skip is None:
+            self.results.first_skip = dict(round=ps.round_idx + 1,
+                                           domain=ps.name, image=done)
+        if stand_in:
+            outputs = []  # counts for nothing: not scored, not saved
+        else:
+            if len(outputs) != n_local:
+                raise RuntimeError(
+                    f'{type(method).__name__}.step returned {len(outputs)} '
+                    f'outputs for a batch of {n_local} images')
+            ps.evaluator.process(data_samples=outputs, data_batch=data_batch)
+            if self.telemetry:
+                self._record_step(outputs, data_batch)
+            if self.out_preds:
+                save_predictions(outputs, self.out_preds, ps.round_idx,
+                                 ps.name, ps.dataset,
+                                 color=self.out_preds_color)
+        runner.call_hook('after_test_iter', batch_idx=batch_idx,
+                         data_batch=data_batch, outputs=outputs)
+        method.after_step()
+
+    def _close_pass(self, ps: '_Pass', progress: StreamProgress) -> None:
+        """Score the pass, record and log it, check the ranks agree, save."""
+        method = self.method
+        seconds = ps.elapsed()
+        n = len(ps.dataset)
+        metrics = ps.evaluator.evaluate(n)
         record = dict(
-            round=round_idx, domain=name,
+            round=ps.round_idx, domain=ps.name,
             mIoU=float(metrics.get('mIoU', float('nan'))),
             aAcc=metrics.get('aAcc'), mAcc=metrics.get('mAcc'),
             per_class_iou={k[4:]: v for k, v in metrics.items()
                            if k.startswith('IoU.')},
-            images=len(dataset), seconds=round(seconds, 3),
-            seconds_per_image=round(seconds / max(len(dataset), 1), 4),
-            skipped_updates=method.skipped_updates - skipped0)
+            images=n, seconds=round(seconds, 3),
+            seconds_per_image=round(seconds / max(n, 1), 4),
+            skipped_updates=method.skipped_updates - ps.skipped0)
         if self.telemetry:
-            record.update(self._pass_telemetry(len(dataset)))
+            record.update(self._pass_telemetry(n))
         if is_main_process():
             self.results.add(record)
         else:
             self.results.records.append(record)
-        print_log(f'CTTA round {round_idx + 1} {name}: mIoU {record["mIoU"]:.2f} '
-                  f'({record["images"]} images, {record["seconds"]:.1f}s, '
+        print_log(f'CTTA round {ps.round_idx + 1} {ps.name}: mIoU '
+                  f'{record["mIoU"]:.2f} ({n} images, {record["seconds"]:.1f}s, '
                   f'{record["skipped_updates"]} skipped updates)',
                   logger='current')
         if self.telemetry:
@@ -615,8 +660,8 @@ class CTTALoop(BaseLoop):
         if self.check_sync:
             check_same_on_all_ranks(
                 {k: state_fingerprint(v) for k, v in method.state_dict().items()},
-                f'after pass {pass_idx + 1} ({label})')
-        self._save_state(pass_idx + 1, 0, None, 0.0, method.skipped_updates)
+                f'after pass {ps.pass_idx + 1} ({ps.label})')
+        self._save_state(ps.pass_idx + 1, 0, None, 0.0, method.skipped_updates)
 
     # ----------------------------------------------------------- telemetry
     def _record_step(self, outputs: Sequence, data_batch: dict) -> None:
