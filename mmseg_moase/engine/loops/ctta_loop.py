@@ -167,7 +167,10 @@ class CTTALoop(BaseLoop):
             the model) before the stream starts.
         save_interval (int): Images between resume states; 0 = only at pass ends.
             Defaults to 50.
-        resume (bool): Continue from ``<work_dir>/ctta_state.pth``.
+        resume (bool): Continue from ``<work_dir>/ctta_state.pth``; refused
+            when the state's settings fingerprint differs from this run's.
+        resume_force (bool): Resume despite a different fingerprint (recorded
+            in the results' notes). ``tools/test_ctta.py --resume --force``.
         out_preds (str, optional): Folder for label-ID PNG predictions.
         out_preds_color (bool): Also save colour PNGs.
         progress_interval (float): Seconds between progress lines in logs.
