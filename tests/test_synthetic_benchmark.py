@@ -116,6 +116,13 @@ def test_protocols_and_variants():
     assert needs_vida_warmup('ViDA') and needs_vida_warmup('ViDA-released-scales')
     assert not needs_vida_warmup('ViDA-fresh')
     assert not needs_vida_warmup('CoTTA')
+    # The source config is self-contained: mmseg's tools/train.py on it trains
+    # with the benchmark's class-balanced loss (weights of the default data).
+    from mmengine.config import Config
+    from mmseg_moase.apis.synthetic_benchmark import SOURCE_CONFIG
+    loss = Config.fromfile(SOURCE_CONFIG).model.decode_head.loss_decode
+    assert loss.type == 'WeightedCrossEntropyLoss'
+    assert len(loss.class_weight) == 19 and min(loss.class_weight) > 0.1
     with pytest.raises(ValueError, match='unknown method'):
         method_spec('MoASE-typo')
     with pytest.raises(ValueError, match='unknown method'):

@@ -161,8 +161,14 @@ def train_source(data_root: str, work_dir: str, max_iters: Optional[int] = None,
         cfg.train_dataloader.batch_size = batch_size
     weights = class_balance_weights(
         osp.join(data_root, cfg.train_dataloader.dataset.data_prefix.seg_map_path))
-    cfg.model.decode_head.loss_decode = dict(
-        type='WeightedCrossEntropyLoss', class_weight=weights)
+    if list(cfg.model.decode_head.loss_decode.get('class_weight', [])) != \
+            weights:
+        # Another data set than the config's (its weights are for the default
+        # one): the same recipe, with weights of the labels trained on.
+        _log(f'class weights of {data_root} differ from the source config\'s; '
+             'training with those of the data')
+        cfg.model.decode_head.loss_decode = dict(
+            type='WeightedCrossEntropyLoss', class_weight=weights)
     iters = cfg.train_cfg.max_iters
     _log(f'training the source model: SegFormer MiT-B0 from scratch, {iters} '
          f'iterations of batch {cfg.train_dataloader.batch_size} -> {work_dir}')
