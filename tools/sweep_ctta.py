@@ -214,7 +214,11 @@ def main(argv=None):
                     for v in args.values} for n, _, _ in targets}
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    # Side by side, one share of the cores each; one run at a time keeps the
+    # environment's thread count (OMP_NUM_THREADS), as the benchmark does: a
+    # second intra-op thread on a busy core slows a run down many times.
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 \
+        else None
 
     def run(name, config, ckpt, stream, value, opts):
         tag = f'{args.param}{value:g}'
