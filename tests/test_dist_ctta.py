@@ -191,8 +191,10 @@ def test_bad_image_on_one_rank_stops_every_rank(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-3000:]
     assert f'failed to load image: {bad}' in out, out[-3000:]  # rank 1's own
+    # Rank 0 stops with rank 1's error: the domain, the image, mmcv's message.
     assert ('distributed CTTA stopped at image 2 of R1/1 fog because another '
-            'rank failed: rank 1: AssertionError: failed to load image') in out
+            "rank failed: rank 1: StreamDataError: domain 'fog': loading image "
+            '2 of the pass failed (AssertionError: failed to load image') in out
     # Both ranks saved the first step (gathered) before stopping.
     state = torch.load(osp.join(work, 'ctta_state.pth'), weights_only=True)
     assert (state['pass_idx'], state['image_idx']) == (0, 2)
