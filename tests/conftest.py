@@ -75,3 +75,27 @@ def randomize_adapters(model: torch.nn.Module, std: float = 0.1) -> None:
                 m.up_weight.normal_(0, std)
                 m.up_bias.normal_(0, std)
                 m.down_bias.normal_(0, std)
+
+
+def segformer_pair(cfg_file: str, adapter_keys):
+    """``(stock, ours)``: the config's segformer with adapters and the same
+    model with a stock MiT (the ``adapter_keys`` backbone options removed),
+    the stock weights loaded into ours (only ``.adapter.`` keys may be
+    missing). Both in eval mode."""
+    import copy
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+    cfg = Config.fromfile(cfg_file)
+    cfg.model.decode_head.norm_cfg = dict(type='BN', requires_grad=True)
+    stock_cfg = copy.deepcopy(cfg.model)
+    stock_cfg.backbone.type = 'MixVisionTransformer'
+    for k in adapter_keys:
+        stock_cfg.backbone.pop(k)
+    stock = MODELS.build(stock_cfg)
+    stock.init_weights()
+    ours = MODELS.build(cfg.model)
+    result = ours.load_state_dict(stock.state_dict(), strict=False)
+    assert result.unexpected_keys == []
+    assert result.missing_keys and all('.adapter.' in k
+                                       for k in result.missing_keys)
+    return stock.eval(), ours.eval()

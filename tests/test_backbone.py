@@ -10,7 +10,8 @@ from mmseg.registry import MODELS
 from mmseg_moase.models.backbones import (MixVisionTransformerMoASE,
                                           MoASEEncoderLayer)
 
-from conftest import TINY_MIT, config_path, randomize_adapters
+from conftest import (TINY_MIT, config_path, randomize_adapters,
+                      segformer_pair)
 
 
 def _pair(**moase_kw):
@@ -84,19 +85,7 @@ def test_bad_backbone_options(kw, option):
 
 
 def _segformer_pair(cfg_file):
-    cfg = Config.fromfile(cfg_file)
-    cfg.model.decode_head.norm_cfg = dict(type='BN', requires_grad=True)
-    stock_cfg = copy.deepcopy(cfg.model)
-    stock_cfg.backbone.type = 'MixVisionTransformer'
-    for k in ('moase_cfg', 'moase_stages', 'moase_bottlenecks'):
-        stock_cfg.backbone.pop(k)
-    stock = MODELS.build(stock_cfg)
-    stock.init_weights()
-    ours = MODELS.build(cfg.model)
-    result = ours.load_state_dict(stock.state_dict(), strict=False)
-    assert result.unexpected_keys == []
-    assert all('.adapter.' in k for k in result.missing_keys)
-    return stock.eval(), ours.eval()
+    return segformer_pair(cfg_file, ('moase_cfg', 'moase_stages', 'moase_bottlenecks'))
 
 
 def test_segformer_b0_config_with_fresh_adapters_gives_identical_logits():

@@ -17,7 +17,7 @@ from mmseg_moase.methods.vida import hka_scales, view_uncertainty
 from mmseg_moase.models.backbones import MixVisionTransformerViDA
 from mmseg_moase.models.fast_attention import skip_attention_weights
 
-from conftest import TINY_MIT, config_path
+from conftest import TINY_MIT, config_path, segformer_pair
 from ctta_helpers import setup_run
 from helpers import write_cityscapes_tree
 
@@ -30,20 +30,7 @@ def _randomize(model, std=0.05):
 
 
 def _segformer_pair(cfg_file):
-    cfg = Config.fromfile(cfg_file)
-    cfg.model.decode_head.norm_cfg = dict(type='BN', requires_grad=True)
-    stock_cfg = copy.deepcopy(cfg.model)
-    stock_cfg.backbone.type = 'MixVisionTransformer'
-    for k in ('vida_low_rank', 'vida_high_rank', 'vida_stages'):
-        stock_cfg.backbone.pop(k)
-    stock = MODELS.build(stock_cfg)
-    stock.init_weights()
-    ours = MODELS.build(cfg.model)
-    result = ours.load_state_dict(stock.state_dict(), strict=False)
-    assert result.unexpected_keys == []
-    assert result.missing_keys and all('.adapter.' in k
-                                       for k in result.missing_keys)
-    return stock.eval(), ours.eval()
+    return segformer_pair(cfg_file, ('vida_low_rank', 'vida_high_rank', 'vida_stages'))
 
 
 @pytest.mark.parametrize('size', ['b0', 'b5'])
@@ -276,7 +263,7 @@ def test_warmup_trains_only_adapters_and_keeps_bn_statistics(tmp_path):
     cfg = prepare_warmup_config(config, ckpt, str(tmp_path / 'work'),
                                 max_iters=3, cfg_options=opts)
     out = run_warmup(cfg, validate=False)
-    after = torch.load(out['checkpoint'], weights_only=False)['state_dict']
+    after = torch.load(out['checkpoint'], weights_only=True)['state_dict']
     changed = [k for k in state if not torch.equal(state[k], after[k])]
     assert changed == []
     ups = [k for k in after if '.adapter.' in k and k.endswith('.up')]

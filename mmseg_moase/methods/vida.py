@@ -147,9 +147,12 @@ class ViDA(CoTTA):
         self.scale_rule = scale_rule
         self.hka_views = hka_views
         self.scales = (1.0, 1.0)
+        self._all_adapters: List[ViDAAttentionAdapter] = []
 
     def setup(self, model: nn.Module) -> None:
         super().setup(model)
+        self._all_adapters = [m for seg in (self.segmentor, self.teacher)
+                              for m in self._adapters(seg)]
         if not self._adapters(self.segmentor):
             raise ValueError(
                 'ViDA needs a model with ViDA adapters: use a backbone of type '
@@ -164,9 +167,8 @@ class ViDA(CoTTA):
 
     def _set_scales(self, low: float, high: float) -> None:
         self.scales = (float(low), float(high))
-        for model in (self.segmentor, self.teacher):
-            for m in self._adapters(model):
-                m.scale_low, m.scale_high = self.scales
+        for m in self._all_adapters:  # student's and teacher's
+            m.scale_low, m.scale_high = self.scales
 
     @torch.no_grad()
     def uncertainty(self, views: Sequence[dict]) -> float:

@@ -33,14 +33,17 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float,
     s_named = list(student.named_parameters())
     if len(t_params) != len(s_named):
         raise ValueError('EMA teacher and student have different parameters')
-    by_rate: Dict[float, tuple] = {}
-    for t, (name, s) in zip(t_params, s_named):
-        rate = (momenta or {}).get(name, momentum)
-        ts, ss = by_rate.setdefault(rate, ([], []))
-        ts.append(t)
-        ss.append(s.detach())
-    for rate, (ts, ss) in by_rate.items():
-        torch._foreach_lerp_(ts, ss, 1.0 - rate)
+    if not momenta:  # one kernel sequence for every parameter
+        torch._foreach_lerp_(t_params, [s.detach() for _, s in s_named],
+                             1.0 - momentum)
+    else:
+        by_rate: Dict[float, tuple] = {}
+        for t, (name, s) in zip(t_params, s_named):
+            ts, ss = by_rate.setdefault(momenta.get(name, momentum), ([], []))
+            ts.append(t)
+            ss.append(s.detach())
+        for rate, (ts, ss) in by_rate.items():
+            torch._foreach_lerp_(ts, ss, 1.0 - rate)
     if buffers == 'keep':
         return
     for tb, sb in zip(teacher.buffers(), student.buffers()):

@@ -8,6 +8,7 @@ from torch import Tensor
 from mmseg.models.backbones.mit import (MixVisionTransformer,
                                         TransformerEncoderLayer)
 from mmseg.registry import MODELS
+from .adapter_backbone import AdapterBackboneMixin
 from ..adapters.moase import default_bottleneck
 
 
@@ -51,7 +52,7 @@ class MoASEEncoderLayer(BaseModule):
 
 
 @MODELS.register_module()
-class MixVisionTransformerMoASE(MixVisionTransformer):
+class MixVisionTransformerMoASE(AdapterBackboneMixin, MixVisionTransformer):
     """MiT (SegFormer backbone) with MoASE adapters in chosen stages.
 
     Takes every argument of mmseg's :class:`MixVisionTransformer` plus the three
@@ -158,16 +159,3 @@ class MixVisionTransformerMoASE(MixVisionTransformer):
             if adapter.stats is not None:
                 adapter.set_telemetry(True)
         return out
-
-    def init_weights(self) -> None:
-        """Stock MiT initialisation, then fresh (zero-output) adapters."""
-        super().init_weights()
-        for _, adapter in self.adapters():
-            adapter.reset_parameters()
-
-    def adapter_parameter_count(self) -> Dict[str, int]:
-        """Parameter counts: ``adapters`` and the stock ``backbone`` without them."""
-        n_adapter = sum(p.numel() for _, a in self.adapters()
-                        for p in a.parameters())
-        n_all = sum(p.numel() for p in self.parameters())
-        return dict(adapters=n_adapter, backbone=n_all - n_adapter)

@@ -1,13 +1,14 @@
 """SegFormer's MiT backbone with ViDA adapters on every attention projection."""
-from typing import Dict, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 from mmseg.models.backbones.mit import MixVisionTransformer
 from mmseg.registry import MODELS
+from .adapter_backbone import AdapterBackboneMixin
 from ..adapters.vida import ViDAAttentionAdapter, add_vida_adapter
 
 
 @MODELS.register_module()
-class MixVisionTransformerViDA(MixVisionTransformer):
+class MixVisionTransformerViDA(AdapterBackboneMixin, MixVisionTransformer):
     """MiT with ViDA adapters (spec section 6) in the attention of chosen stages.
 
     Takes every argument of mmseg's :class:`MixVisionTransformer` plus the three
@@ -50,16 +51,3 @@ class MixVisionTransformerViDA(MixVisionTransformer):
         """(name, adapter) of every adapter, names relative to the backbone."""
         return [(n, m) for n, m in self.named_modules()
                 if isinstance(m, ViDAAttentionAdapter)]
-
-    def init_weights(self) -> None:
-        """Stock MiT initialisation, then fresh (zero-output) adapters."""
-        super().init_weights()
-        for _, adapter in self.adapters():
-            adapter.reset_parameters()
-
-    def adapter_parameter_count(self) -> Dict[str, int]:
-        """Parameter counts: ``adapters`` and the stock ``backbone`` without them."""
-        n_adapter = sum(p.numel() for _, a in self.adapters()
-                        for p in a.parameters())
-        n_all = sum(p.numel() for p in self.parameters())
-        return dict(adapters=n_adapter, backbone=n_all - n_adapter)
