@@ -7,7 +7,8 @@ rank compares what it computes with a single-process reference that it
 also computes itself (the whole global batch, plain BatchNorm, plain backward):
 :class:`CTTASyncBatchNorm` + :meth:`BaseCTTAMethod.update` with the step shares
 of :class:`StreamSampler` (a partly filled rank and a stand-in rank included),
-the skip of a non-finite loss on one rank, :func:`rank_errors` and
+the skip of a non-finite loss on one rank, MoASE's ASG keep ratios over the
+ranks (inputs whose per-rank K differ), :func:`rank_errors` and
 :func:`check_same_on_all_ranks`. Prints ``DIST UNIT OK`` on success; an
 AssertionError exits non-zero.
 """
@@ -97,6 +98,51 @@ def check_non_finite_on_one_rank(rank: int) -> None:
             assert torch.equal(v, before[k]), k
 
 
+def check_asg_keep_ratios(rank: int) -> None:
+    """MoASE's ASG keep ratios (a batch mean) with each rank holding one image
+    whose gate differs: K per rank would differ; synchronised, every rank's
+    adapter output equals one process's on both images (and, where rank 1
+    only stands in, one process's on rank 0's image)."""
+    from mmseg_moase.models.adapters.moase import MoASEAdapter
+    from mmseg_moase.models.sync_bn import global_mean
+
+    torch.manual_seed(4)
+    adapter = MoASEAdapter(embed_dims=8, num_experts=2, bottleneck=16,
+                           eta=0.5, sdd_ratios=[0.25, 0.25])
+    for p in adapter.experts.parameters():  # fresh experts output zero
+        nn.init.normal_(p, std=0.5)
+    with torch.no_grad():  # the gate follows channel 0's sign
+        adapter.asg.weight.zero_()
+        adapter.asg.bias.zero_()
+        adapter.asg.weight[:, 0] = torch.tensor([10.0, -10.0])
+    x = torch.randn(2, 16, 8)
+    x[0, :, 0], x[1, :, 0] = 3.0, -3.0
+    hw = (4, 4)
+    ref = adapter(x, hw)  # one process, both images
+    ref0 = adapter(x[:1], hw)  # one process, image 0 alone
+
+    r = adapter.bottleneck
+
+    def k_of(ratios):
+        return [int(float(p) * r) for p in ratios]
+
+    local_k = k_of(adapter.keep_ratios(x[rank:rank + 1]))
+    global_k = k_of(adapter.keep_ratios(x))
+    assert local_k != global_k, (local_k, global_k)  # a case that can fail
+    adapter.rank_statistics = True
+    out = adapter(x[rank:rank + 1], hw)
+    assert k_of(adapter.keep_ratios(x[rank:rank + 1])) == global_k
+    torch.testing.assert_close(out, ref[rank:rank + 1], **TOL)
+    eps = torch.rand(1, 5, 3)  # the global mean itself, stand-in excluded
+    ctx = stand_in_batch() if rank == 1 else torch.no_grad()
+    with ctx:
+        mean = global_mean(eps, (0, 1))
+        out0 = adapter(x[:1] if rank == 0 else torch.randn(1, 16, 8), hw)
+    if rank == 0:
+        torch.testing.assert_close(mean, eps.mean((0, 1)), **TOL)
+        torch.testing.assert_close(out0, ref0, **TOL)
+
+
 def check_errors_and_sync(rank: int) -> None:
     error = ValueError('boom') if rank == 1 else None
     assert rank_errors(error) == [(1, 'ValueError: boom')]
@@ -117,6 +163,7 @@ def run_checks() -> None:
     for total, batch in ((4, 2), (3, 2), (2, 2), (1, 1), (2, 1)):
         check_step(total, batch, rank)  # (3, 2): 2 + 1; (2, 2), (1, 1): stand-in
     check_non_finite_on_one_rank(rank)
+    check_asg_keep_ratios(rank)
     check_errors_and_sync(rank)
     dist.barrier()
     print(f'DIST UNIT OK rank {rank}', flush=True)

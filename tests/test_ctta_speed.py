@@ -7,7 +7,6 @@ per-tensor EMA. Equal means bit-exact unless a tolerance is stated with its
 reason. No timing assertions.
 """
 import copy
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -24,7 +23,7 @@ from mmseg_moase.methods.base import class_argmax, split_views
 from mmseg_moase.methods.cotta import (label_size_logits, same_size_groups,
                                        segmentor_inference)
 from mmseg_moase.models.adapters import MoASEAdapter
-from mmseg_moase.models.adapters.moase import asg_batch_groups
+from mmseg_moase.models.ctta_parts import batch_groups
 from mmseg_moase.models.losses.hp_loss import hp_loss
 
 from conftest import randomize_adapters
@@ -177,7 +176,7 @@ def test_asg_batch_groups_equals_separate_forwards():
         adapter.asg.weight[0].fill_(10.0)
     x = torch.cat([torch.rand(1, 6, 16) + 1, -torch.rand(1, 6, 16) - 1])
     separate = torch.cat([adapter(x[:1], (2, 3)), adapter(x[1:], (2, 3))])
-    with asg_batch_groups(adapter, 2):
+    with batch_groups(adapter, 2):
         grouped = adapter(x, (2, 3))
     assert torch.equal(grouped, separate)
     assert adapter.batch_groups == 1
@@ -279,14 +278,12 @@ def test_step_updates_equal_released_step(tmp_path, method_type, kwargs):
                 reference_pseudo_labels(m, b)
             method.student_loss = lambda *a, m=method: \
                 reference_student_loss(m, *a)
-        hook = EMATeacherHook(momentum=0.9)
-        runner = SimpleNamespace(test_loop=SimpleNamespace(method=method))
+        EMATeacherHook(momentum=0.9).before_ctta(None, method)
         torch.manual_seed(3)
         outs = []
         for _ in range(2):
             out = method.step(copy.deepcopy(batch))
             outs.append(out[0].pred_sem_seg.data.clone())
-            hook.after_test_iter(runner, 0)
             method.after_step()
         results.append((outs, method.segmentor.state_dict(),
                         method.teacher.state_dict()))

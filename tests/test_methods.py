@@ -98,15 +98,21 @@ def test_ema_update_numerics_and_buffer_modes():
         EMATeacherHook(buffers='swap')
 
 
-def test_ema_hook_updates_the_methods_teacher():
+def test_ema_hook_binds_its_update_to_a_teacher_method():
     student, teacher = nn.Linear(3, 3), nn.Linear(3, 3)
     t0 = copy.deepcopy(teacher)
-    method = SimpleNamespace(teacher=teacher, segmentor=student)
-    runner = SimpleNamespace(test_loop=SimpleNamespace(method=method))
-    EMATeacherHook(momentum=0.999).after_test_iter(runner, 0)
+    bound = []
+    method = SimpleNamespace(bind_teacher_update=bound.append)
+    hook = EMATeacherHook(momentum=0.999)
+    hook.before_ctta(None, method)
+    hook.before_ctta(None, SimpleNamespace())  # a method without a teacher
+    assert len(bound) == 1
+    bound[0](teacher, student)
     torch.testing.assert_close(
         teacher.weight, 0.999 * t0.weight + 0.001 * student.weight,
         rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match='needs an EMA teacher'):
+        CoTTA().ready()
 
 
 def test_cotta_pipeline_gives_14_views_in_order(tmp_path):
@@ -155,6 +161,8 @@ def test_cotta_step_scores_the_pseudo_label_and_adapts(tmp_path):
     model, batches = _model_and_batches(tmp_path, 'CoTTA', tta=True)
     cotta = CoTTA(restore_prob=0.0)
     cotta.setup(model)
+    EMATeacherHook(momentum=0.9).before_ctta(None, cotta)
+    cotta.ready()
     w = model.decode_head.conv_seg.weight.detach().clone()
     labels, _ = cotta.teacher_pseudo_labels(copy.deepcopy(batches[0]))
     out = cotta.step(batches[0])
@@ -162,10 +170,15 @@ def test_cotta_step_scores_the_pseudo_label_and_adapts(tmp_path):
     assert out[0].pred_sem_seg.data.shape[-2:] == (32, 64)
     assert not torch.equal(w, model.decode_head.conv_seg.weight)
     assert torch.equal(w, cotta.teacher.decode_head.conv_seg.weight)
-    # Restore with probability 1 puts every trainable tensor back to the source.
+    # After the step, in this order: the teacher's EMA of the adapted student,
+    # then the restore (probability 1: every trainable tensor back to the
+    # source), so the teacher has moved and the student has not.
+    adapted = model.decode_head.conv_seg.weight.detach().clone()
     cotta.restore_prob = 1.0
     cotta.after_step()
     assert torch.equal(w, model.decode_head.conv_seg.weight)
+    torch.testing.assert_close(cotta.teacher.decode_head.conv_seg.weight,
+                               0.9 * w + 0.1 * adapted, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match='multi-view'):
         cotta.step(_model_and_batches(tmp_path)[1][0])
 

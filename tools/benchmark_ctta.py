@@ -4,7 +4,7 @@ Every method (and MoASE teacher mode) is measured relative to **Source inference
 of the same backbone at the same input size, in the same invocation**. The
 models and methods are built from the given CTTA configs the way ``CTTALoop``
 builds them (``METHODS.build(ctta_method)``, ``setup``, ``on_pass_start``; per
-image ``step``, the config's ``EMATeacherHook`` and ``after_step``), on random
+image ``step`` and ``after_step``, with the config's ``EMATeacherHook`` bound), on random
 fabricated images pushed through the config's own test pipeline (single-view,
 or the ``tta_pipeline`` of multi-view methods), so no dataset or checkpoint is
 needed. ``--size H W`` is the size of the plain view (scale 1.0, unflipped):
@@ -53,7 +53,6 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -218,10 +217,13 @@ def build_bench(variant: Variant, size: Tuple[int, int], num_images: int,
     method = METHODS.build(method_cfg)
     hooks = [HOOKS.build(copy.deepcopy(h)) for h in cfg.get('custom_hooks', [])]
     hooks = [h for h in hooks if isinstance(h, EMATeacherHook)]
-    if method.needs_teacher and not hooks:
-        raise ValueError(f'{variant.config}: {variant.label} needs the '
-                         'EMATeacherHook in custom_hooks')
     method.setup(model)
+    for hook in hooks:  # as CTTALoop's hook point
+        hook.before_ctta(None, method)
+    try:
+        method.ready()
+    except ValueError as e:
+        raise ValueError(f'{variant.config}: {variant.label}: {e}') from None
     if variant.telemetry:
         from mmseg_moase.engine.telemetry import set_module_telemetry
         method.telemetry = True
@@ -239,14 +241,11 @@ def _sync(device: str) -> None:
 def run_image(bench: Bench, batch: dict, device: str,
               precision: str = 'fp32') -> Tuple[float, float]:
     """Wall and CPU seconds of one CTTA iteration: step (under ``precision``,
-    as ``CTTALoop``), EMA hook, after_step."""
-    runner = SimpleNamespace(test_loop=SimpleNamespace(method=bench.method))
+    as ``CTTALoop``) and after_step (the EMA teacher's update, the restore)."""
     _sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
     with step_precision(precision, torch.device(device).type):
-        outputs = bench.method.step(batch)
-    for hook in bench.hooks:
-        hook.after_test_iter(runner, 0, data_batch=batch, outputs=outputs)
+        bench.method.step(batch)
     bench.method.after_step()
     if bench.variant.telemetry:
         bench.method.step_stats()

@@ -155,9 +155,12 @@ class BaseCTTAMethod:
     """A continual test-time adaptation method run by :class:`CTTALoop`.
 
     The loop calls, in order: :meth:`setup` once (after the source weights are
-    loaded), :meth:`on_pass_start` at every (round, domain) pass, then per batch
-    :meth:`step` (predict, adapt; returns the scored data samples), the
-    ``after_test_iter`` hooks (e.g. the EMA teacher update) and :meth:`after_step`.
+    loaded), the hooks' ``before_ctta(runner, method)`` (where a hook may bind
+    itself to the method), :meth:`ready`, :meth:`on_pass_start` at every
+    (round, domain) pass, then per batch :meth:`step` (predict, adapt; returns
+    the scored data samples), the ``after_test_iter`` hooks and
+    :meth:`after_step` (:class:`~mmseg_moase.methods.mean_teacher.MeanTeacherMethod`:
+    the teacher update, then the restore).
     A method that adapts builds its optimiser from ``optim_wrapper`` with mmengine's
     :func:`build_optim_wrapper`.
 
@@ -179,7 +182,8 @@ class BaseCTTAMethod:
             whose ratio-1.0 view is a 0.5x resize of the 1920x1080 file).
     """
 
-    #: Whether the method needs ``EMATeacherHook`` in ``custom_hooks``.
+    #: Whether the method needs ``EMATeacherHook`` in ``custom_hooks``
+    #: (:class:`~mmseg_moase.methods.mean_teacher.MeanTeacherMethod`).
     needs_teacher = False
     #: Whether batches come from the stream's multi-view ``tta_pipeline``.
     multi_view = False
@@ -210,6 +214,10 @@ class BaseCTTAMethod:
         if self.optim_wrapper_cfg is not None:
             self.optim_wrapper = self.build_optim_wrapper()
 
+    def ready(self) -> None:
+        """Raise, naming the fix, if the run lacks something the method needs
+        (called after the ``before_ctta`` hooks, before any pass)."""
+
     def build_optim_wrapper(self) -> OptimWrapper:
         return build_optim_wrapper(unwrap(self.model),
                                    copy.deepcopy(self.optim_wrapper_cfg))
@@ -227,7 +235,8 @@ class BaseCTTAMethod:
         raise NotImplementedError
 
     def after_step(self) -> None:
-        """Called after the ``after_test_iter`` hooks (e.g. stochastic restore)."""
+        """Called after the ``after_test_iter`` hooks (mean teacher: the
+        teacher update, then the restore)."""
 
     # -------------------------------------------------------------- telemetry
     def step_stats(self) -> Dict[str, float]:

@@ -1,5 +1,4 @@
 """CoTTA: continual test-time adaptation with an augmentation-averaged EMA teacher."""
-import copy
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -11,8 +10,9 @@ from mmseg.structures import SegDataSample
 from ..models.ctta_parts import batch_groups
 from ..registry import METHODS
 from ..utils.options import check_choice
-from .base import (BaseCTTAMethod, class_argmax, decode_ce_loss, split_views,
-                   unwrap, use_test_batch_stats)
+from .base import (class_argmax, decode_ce_loss, split_views, unwrap,
+                   use_test_batch_stats)
+from .mean_teacher import MeanTeacherMethod
 
 
 BN_STATS = ('eval', 'test_batch')
@@ -124,7 +124,7 @@ def same_size_groups(views: Sequence[dict]) -> List[List[int]]:
 
 
 @METHODS.register_module()
-class CoTTA(BaseCTTAMethod):
+class CoTTA(MeanTeacherMethod):
     """CoTTA (Wang et al., CVPR 2022) as in its released segmentation code.
 
     Per batch: the EMA teacher predicts every view of the ``TestTimeAug`` pipeline
@@ -132,8 +132,9 @@ class CoTTA(BaseCTTAMethod):
     the frozen source *anchor* is confident on the plain view the teacher's
     plain-view argmax is used instead. That map is both the pseudo-label and the
     scored output. The student takes one Adam step of cross-entropy on the plain
-    view, the ``EMATeacherHook`` updates the teacher, then each trainable element is
-    restored to its source value with probability ``restore_prob``.
+    view; then (:class:`MeanTeacherMethod`'s order) the ``EMATeacherHook``'s
+    update of the teacher and the restore of each trainable element to its
+    source value with probability ``restore_prob``.
 
     Cost (what the released code computes, without its waste): the anchor runs on
     the plain view only (the released code runs it on all 14 and uses one); the
@@ -180,8 +181,6 @@ class CoTTA(BaseCTTAMethod):
             (default: found from the views' scale factor and flip).
     """
 
-    needs_teacher = True
-    scores_teacher = True
     #: Whether the multi-view teacher's pseudo-label is gated by a frozen
     #: source anchor (CoTTA's); a subclass without it restores from a copy.
     uses_anchor = True
@@ -216,16 +215,16 @@ class CoTTA(BaseCTTAMethod):
 
     def setup(self, model: nn.Module) -> None:
         model.eval()
-        super().setup(model)  # builds the optimiser, which sets requires_grad
+        # The optimiser (which sets requires_grad), then the teacher.
+        super().setup(model)
         seg = self.segmentor
-        self.teacher = self._frozen_copy(seg)
         trainable = [(n, p) for n, p in seg.named_parameters()
                      if p.requires_grad and self.restores(n)]
         self._restore_params = [p for _, p in trainable]
         if self.multi_view and self.uses_anchor:
             # The anchor is a frozen copy of the source model, so its tensors are
             # the restore sources too: no second copy of the source weights.
-            self.anchor = self._frozen_copy(seg)
+            self.anchor = self.frozen_copy(seg)
             source = dict(self.anchor.named_parameters())
             self._restore_sources = [source[n] for n, _ in trainable]
         else:
@@ -239,13 +238,8 @@ class CoTTA(BaseCTTAMethod):
         (every one here; MoASE can leave its adapters out)."""
         return True
 
-    @staticmethod
-    def _frozen_copy(model: nn.Module) -> nn.Module:
-        m = copy.deepcopy(model).eval()
-        m.requires_grad_(False)
-        return m
-
     def on_pass_start(self, round_idx: int, domain: str) -> None:
+        super().on_pass_start(round_idx, domain)
         if self.reset_optimizer_each_pass and self.optim_wrapper is not None:
             self.optim_wrapper = self.build_optim_wrapper()
 
@@ -359,6 +353,6 @@ class CoTTA(BaseCTTAMethod):
             self.update(sum(losses.values()))
         return self.scored(view['data_samples'], labels)
 
-    def after_step(self) -> None:
+    def restore(self) -> None:
         stochastic_restore(self._restore_params, self._restore_sources,
                            self.restore_prob)

@@ -13,6 +13,11 @@ A module may declare:
 * ``batch_groups`` (int attribute, 1 by default): how many independent batches
   its input stacks, for a module whose forward computes a statistic over the
   batch (MoASE's ASG keep ratios). Set through :func:`batch_groups`.
+* ``rank_statistics`` (bool attribute, False by default): for the same module,
+  whether that statistic is of the global batch of all ranks (one collective
+  per forward, so every rank must run the same forwards, as the CTTA loop's
+  ranks do). Set by the loop on several processes through
+  :func:`use_rank_statistics`.
 """
 from contextlib import contextmanager
 from typing import Iterator
@@ -46,3 +51,15 @@ def batch_groups(model: nn.Module, groups: int) -> Iterator[None]:
     finally:
         for m in modules:
             m.batch_groups = 1
+
+
+def use_rank_statistics(model: nn.Module) -> int:
+    """Make every batch-statistic module of ``model`` compute its statistic
+    over the global batch of all ranks (:func:`~mmseg_moase.models.sync_bn.global_mean`),
+    so W processes of b images compute what one process of W*b images does.
+    Copies made afterwards (a teacher, an anchor) inherit it. Returns how many
+    modules it set."""
+    modules = [m for m in model.modules() if hasattr(m, 'rank_statistics')]
+    for m in modules:
+        m.rank_statistics = True
+    return len(modules)

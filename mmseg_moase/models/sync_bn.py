@@ -12,7 +12,7 @@ works on any device and backend, and is what :func:`convert_ctta_sync_bn` puts
 in place of every BatchNorm when the stream runs on several processes.
 """
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -34,6 +34,23 @@ def stand_in_batch() -> Iterator[None]:
         yield
     finally:
         _STAND_IN[0] = previous
+
+
+def global_mean(x: Tensor, dims: Sequence[int]) -> Tensor:
+    """``x.mean(dims)`` over the concatenated batch of every rank.
+
+    One differentiable all-reduce of the sums and the element count (the
+    backward sums the ranks' gradients, as :class:`CTTASyncBatchNorm`'s
+    statistics); under :func:`stand_in_batch` this rank adds nothing. Equal to
+    ``x.mean(dims)`` in one process.
+    """
+    if not is_distributed():
+        return x.mean(dims)
+    keep = 0.0 if _STAND_IN[0] else 1.0
+    total = x.sum(dims)
+    count = x.new_tensor([keep * (x.numel() // max(total.numel(), 1))])
+    sums = all_reduce_sum(torch.cat([total.flatten() * keep, count]))
+    return (sums[:-1] / sums[-1].detach()).view(total.shape)
 
 
 class CTTASyncBatchNorm(_BatchNorm):

@@ -55,12 +55,15 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float,
 
 @HOOKS.register_module()
 class EMATeacherHook(Hook):
-    """Update the CTTA method's teacher from its student after every test step.
+    """The EMA update of a mean-teacher method's teacher from its student.
 
-    Runs in ``after_test_iter``: the CTTA loop has already predicted (with the
-    teacher), adapted the student and handed the scored batch to the evaluator, so
-    the update affects the *next* batch, as in CoTTA and MoASE. Methods whose
-    ``needs_teacher`` is true refuse to run without this hook.
+    In the CTTA loop's ``before_ctta`` hook point the hook binds its
+    :meth:`update` to the method
+    (:meth:`~mmseg_moase.methods.mean_teacher.MeanTeacherMethod.bind_teacher_update`);
+    the method runs it after every step, once the teacher's prediction is scored
+    and the student updated, and before its restore, so the update affects the
+    *next* batch, as in CoTTA and MoASE. Methods whose ``needs_teacher`` is true
+    refuse to run without this hook.
 
     Args:
         momentum (float): Share of the teacher kept per step: 0.999 means
@@ -110,13 +113,13 @@ class EMATeacherHook(Hook):
                 if g in self.group_momentum for n in names}
         return self._momenta
 
-    def after_test_iter(self, runner, batch_idx: int,
-                        data_batch: Optional[dict] = None,
-                        outputs: Optional[Sequence] = None) -> None:
-        method = getattr(runner.test_loop, 'method', None)
-        if method is None or getattr(method, 'teacher', None) is None:
-            return
-        momenta = self.momenta(method.segmentor) if self.group_momentum \
-            else None
-        ema_update(method.teacher, method.segmentor, self.momentum,
-                   self.buffers, momenta)
+    def update(self, teacher: nn.Module, student: nn.Module) -> None:
+        """``teacher <- momentum * teacher + (1 - momentum) * student``."""
+        momenta = self.momenta(student) if self.group_momentum else None
+        ema_update(teacher, student, self.momentum, self.buffers, momenta)
+
+    def before_ctta(self, runner, method) -> None:
+        """Bind :meth:`update` to a method that has a teacher."""
+        bind = getattr(method, 'bind_teacher_update', None)
+        if bind is not None:
+            bind(self.update)

@@ -22,6 +22,7 @@ from ...evaluation.results import CTTAResults
 from ...evaluation.telemetry_plot import plot_telemetry
 from ...methods.base import BaseCTTAMethod, unwrap
 from ...models.fast_attention import skip_attention_weights
+from ...models.ctta_parts import use_rank_statistics
 from ...models.sync_bn import convert_ctta_sync_bn, stand_in_batch
 from ...registry import METHODS
 from ...utils.checkpoint import load_source_checkpoint
@@ -33,7 +34,6 @@ from ...utils.fileio import check_writable_dir
 from ...utils.options import check_choice
 from ...utils.precision import PRECISIONS, step_precision
 from ...utils.progress import StreamProgress
-from ..hooks.ema_teacher_hook import EMATeacherHook
 from ..telemetry import (ParameterDrift, StepStatsMeter,
                          collect_module_telemetry, set_module_telemetry)
 from .predictions import save_predictions
@@ -379,11 +379,6 @@ class CTTALoop(BaseLoop):
         runner = self.runner
         check_writable_dir(runner.work_dir)
         self.method = self._build_method()
-        if self.method.needs_teacher and not any(
-                isinstance(h, EMATeacherHook) for h in runner.hooks):
-            raise ValueError(
-                f'{type(self.method).__name__} needs an EMA teacher: add '
-                "dict(type='EMATeacherHook', momentum=0.999) to custom_hooks.")
         model = unwrap(runner.model)
         self._device_type = next(model.parameters()).device.type
         if prepare_ctta_model(model, self.cpu_malloc,
@@ -397,12 +392,18 @@ class CTTALoop(BaseLoop):
         self._check_classes(model)
 
         if is_distributed():
-            # Test-batch statistics of the global batch (TENT, NormStat); the
-            # same tensors, so the checkpoint just loaded stays in place.
+            # Test-batch statistics of the global batch (TENT, NormStat; MoASE's
+            # ASG keep ratios); the same tensors, so the checkpoint just loaded
+            # stays in place.
             convert_ctta_sync_bn(model)
+            use_rank_statistics(model)
         runner.call_hook('before_test')
         runner.call_hook('before_test_epoch')
         self.method.setup(runner.model)
+        # A hook point of this loop: hooks bind what the method runs (the EMA
+        # teacher's update); the method then says what is missing.
+        runner.call_hook('before_ctta', method=self.method)
+        self.method.ready()
         if self.telemetry:
             self.method.telemetry = True
             set_module_telemetry(self.method.segmentor, True)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from mmseg.registry import MODELS
 from ...utils.options import check_choice
-from ..ctta_parts import batch_groups
+from ..sync_bn import global_mean
 from .sdd import (SDD_DIRECTIONS, SDD_RANKINGS, SDD_SCOPES, sdd, sdd_mask,
                   sdd_num_kept, soft_threshold_mask)
 
@@ -245,6 +245,8 @@ class MoASEAdapter(BaseModule):
         self.dag = nn.Linear(embed_dims, num_experts)
         # Independent batches the input is made of (ctta_parts.batch_groups).
         self.batch_groups = 1
+        # The keep ratios' batch mean over every rank (ctta_parts).
+        self.rank_statistics = False
         #: Accumulated telemetry (see :meth:`set_telemetry`); None = off.
         self.stats: Optional[AdapterStats] = None
 
@@ -270,10 +272,18 @@ class MoASEAdapter(BaseModule):
         return []
 
     def keep_ratios(self, x: Tensor) -> Tensor:
-        """ASG keep ratios p_i = q_i + eta * mean(eps_i), shape (E,), <= 1."""
+        """ASG keep ratios p_i = q_i + eta * mean(eps_i), shape (E,), <= 1.
+
+        The mean is over the batch and the tokens; with :attr:`rank_statistics`
+        over every rank's batch (the CTTA loop on several processes), so the
+        ratios are those of one process holding the global batch.
+        """
         eps = F.softmax(self.asg(x), dim=-1)
         q = x.new_tensor(self.sdd_ratios)
-        p = (q + self.eta * eps.mean(dim=tuple(range(eps.dim() - 1))))
+        dims = tuple(range(eps.dim() - 1))
+        mean = global_mean(eps, dims) if self.rank_statistics else \
+            eps.mean(dim=dims)
+        p = (q + self.eta * mean)
         p = p.clamp(max=1.0)
         return p if self.asg_grad == 'ste' else p.detach()
 
@@ -386,10 +396,3 @@ class AdapterStats:
         if self.ratio_calls:
             out['output_ratio'] = [float(self.ratio_sum) / self.ratio_calls]
         return out
-
-
-def asg_batch_groups(model: nn.Module, groups: int):
-    """:func:`~mmseg_moase.models.ctta_parts.batch_groups` (kept under its
-    first name): each MoASE adapter computes one set of ASG keep ratios per
-    stacked batch."""
-    return batch_groups(model, groups)
