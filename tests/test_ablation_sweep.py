@@ -1,6 +1,7 @@
 """tools/ablate_moase.py (one option per row config) and tools/sweep_ctta.py
 (selection on a validation stream, both tables) on a miniature stream."""
 import glob
+import hashlib
 import importlib.util
 import json
 import os
@@ -145,3 +146,36 @@ def test_sweep_selects_on_validation_and_writes_both_tables(tmp_path):
                                      'ctta_results.json')) == stamp
     with pytest.raises(SystemExit, match='validation stream'):
         sweep.main([f'{config}={ckpt}', '--work-dir', work])
+
+
+def test_sweep_reuses_the_benchmarks_own_run_only_when_it_is_that_run(
+        tmp_path, monkeypatch):
+    """--synthetic: the test-stream run at the config's values is the
+    benchmark's run of that config when finished, from the same checkpoint
+    (sha256) and seed; anything else is run again."""
+    sweep = _tool('sweep_ctta')
+    monkeypatch.setitem(sweep.PROTOCOLS, 'default',
+                        dict(sweep.PROTOCOLS['default'],
+                             work_root=str(tmp_path / 'bench')))
+    config = osp.join(sweep.CONFIG_DIR, sweep.METHOD_CONFIGS['CoTTA'])
+    ckpt = tmp_path / 'source.pth'
+    ckpt.write_bytes(b'weights')
+    run = tmp_path / 'bench' / 'cotta' / 'seed0'
+    run.mkdir(parents=True)
+
+    def write(done=12, seed=0, sha=None, cfg=config):
+        sha = sha or hashlib.sha256(b'weights').hexdigest()
+        (run / 'ctta_results.json').write_text(json.dumps(dict(
+            summary=dict(passes_done=done, passes_total=12),
+            provenance=dict(seed=seed, config=cfg, checkpoint_sha256=sha))))
+
+    write()
+    assert sweep.benchmark_run(config, str(ckpt), 0)['summary'][
+        'passes_done'] == 12
+    assert sweep.benchmark_run(config, str(ckpt), 1) is None  # other seed
+    for changed in (dict(done=5), dict(seed=1), dict(sha='0' * 64),
+                    dict(cfg='other.py')):
+        write(**changed)
+        assert sweep.benchmark_run(config, str(ckpt), 0) is None, changed
+    other = str(tmp_path / 'mine.py')  # not one of the benchmark's configs
+    assert sweep.benchmark_run(other, str(ckpt), 0) is None

@@ -8,7 +8,7 @@ from PIL import Image
 
 import pytest
 
-from mmseg_moase.apis.synthetic_benchmark import (METHOD_CONFIGS, PROTOCOLS,
+from tools.synthetic_benchmark import (METHOD_CONFIGS, PROTOCOLS,
                                                   VARIANTS, aggregate,
                                                   method_spec,
                                                   needs_vida_warmup,
@@ -119,7 +119,7 @@ def test_protocols_and_variants():
     # The source config is self-contained: mmseg's tools/train.py on it trains
     # with the benchmark's class-balanced loss (weights of the default data).
     from mmengine.config import Config
-    from mmseg_moase.apis.synthetic_benchmark import SOURCE_CONFIG
+    from tools.synthetic_benchmark import SOURCE_CONFIG
     loss = Config.fromfile(SOURCE_CONFIG).model.decode_head.loss_decode
     assert loss.type == 'WeightedCrossEntropyLoss'
     assert len(loss.class_weight) == 19 and min(loss.class_weight) > 0.1

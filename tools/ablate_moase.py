@@ -24,7 +24,7 @@ from typing import Dict, List, Sequence, Tuple
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmseg_moase.apis.synthetic_benchmark import (  # noqa: E402
+from tools.synthetic_benchmark import (  # noqa: E402
     CONFIG_DIR, PROTOCOLS, run_synthetic_benchmark)
 
 SUFFIX = 'mit-b0_3rounds_synthetic-city2weather-128x256.py'

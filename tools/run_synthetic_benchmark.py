@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmseg_moase.apis.synthetic_benchmark import (  # noqa: E402
+from tools.synthetic_benchmark import (  # noqa: E402
     METHOD_CONFIGS, PROTOCOLS, VARIANTS, run_synthetic_benchmark)
 
 
