@@ -202,6 +202,16 @@ def test_options_the_loop_would_overwrite_are_refused(tmp_path, key, target):
                             cfg_options={key: 'x'})
 
 
+def test_only_tested_launchers_are_offered(tmp_path):
+    _, config, ckpt = _stream(tmp_path, 'Source')
+    with pytest.raises(ValueError, match="'slurm' is not supported.*torchrun"):
+        prepare_ctta_config(config, ckpt, str(tmp_path / 'w'),
+                            launcher='slurm')
+    proc = subprocess.run([sys.executable, TOOL, config, ckpt, '--launcher',
+                           'mpi'], capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 2 and "invalid choice: 'mpi'" in proc.stderr
+
+
 def test_results_carry_their_provenance(tmp_path):
     _, config, ckpt = _stream(tmp_path, 'MoASE', num=1)
     works = {}

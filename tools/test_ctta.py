@@ -24,7 +24,8 @@ from mmengine.config import DictAction
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmseg_moase  # noqa: E402,F401  (registers loops, methods, models)
-from mmseg_moase.apis import prepare_ctta_config, run_ctta  # noqa: E402
+from mmseg_moase.apis.ctta import (LAUNCHERS, prepare_ctta_config,  # noqa: E402
+                                   run_ctta)
 
 
 def parse_args(argv=None):
@@ -50,10 +51,13 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config, key=value pairs, as in mmseg')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+    # Only the launchers that are tested: on a Slurm or MPI cluster, start
+    # the ranks with torchrun inside the job (tools/dist_test_ctta.sh).
+    parser.add_argument('--launcher', choices=list(LAUNCHERS),
                         default='none',
                         help='job launcher (pytorch: torchrun, see '
-                        'tools/dist_test_ctta.sh)')
+                        'tools/dist_test_ctta.sh; under Slurm or MPI run '
+                        'torchrun inside the job)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:

@@ -18,6 +18,10 @@ OVERWRITTEN = {
 }
 
 
+#: Launchers the distributed tests cover (torchrun: ``pytorch``).
+LAUNCHERS = ('none', 'pytorch')
+
+
 def prepare_ctta_config(config: str, checkpoint: str,
                         work_dir: Optional[str] = None,
                         cfg_options: Optional[dict] = None,
@@ -38,6 +42,11 @@ def prepare_ctta_config(config: str, checkpoint: str,
     launcher other than ``'none'`` the config is made runnable on CPUs too
     (:func:`configure_dist`: gloo, a DDP wrapper without device ids).
     """
+    if launcher not in LAUNCHERS:
+        raise ValueError(
+            f'launcher {launcher!r} is not supported; choose from {LAUNCHERS} '
+            '(under Slurm or MPI, start the ranks with torchrun inside the job: '
+            'tools/dist_test_ctta.sh)')
     if not osp.isfile(config):
         raise FileNotFoundError(f'config not found: {config}')
     cfg = Config.fromfile(config)
