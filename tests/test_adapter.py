@@ -130,8 +130,13 @@ def test_adapter_output_matches_per_expert_reference(scope, ranking):
         a.experts.up_bias.normal_()
         a.experts.down_bias.normal_()
     x = torch.randn(2, 6, 16)
-    p = a.keep_ratios(x)
-    phi = a.routing_weights(x)
+    # Keep ratios and routing weights from the spec, not from the adapter's
+    # own helpers: p_i = q_i + eta * mean(softmax(W_a x + b_a)_i) and
+    # phi = softmax(W_d SDD_1/2(x) + b_d), SDD keeping each token's weakest half.
+    p = torch.tensor([0.25, 0.5, 0.25, 0.5]) + 0.1 * F.softmax(
+        x @ a.asg.weight.detach().T + a.asg.bias.detach(), -1).mean((0, 1))
+    low = _reference_sdd(x, 0.5, 'smallest', 'token', 'all')
+    phi = F.softmax(low @ a.dag.weight.detach().T + a.dag.bias.detach(), -1)
     ref = torch.zeros_like(x)
     e = a.experts
     for i in range(4):
@@ -167,6 +172,50 @@ def test_asg_grad_none_blocks_router_gradient_ste_passes_it():
         a1.experts.up_weight.fill_(0.3)
         a2.experts.up_weight.fill_(0.3)
     assert torch.equal(a1(x, (2, 3)), a2(x, (2, 3)))
+
+
+def _relaxed_mask(z, ratio, direction, scale):
+    """The relaxation 'ste' differentiates, written out here: a sigmoid around
+    the threshold at the fractional rank ``C * ratio`` (linear between the
+    neighbouring order statistics), token scope, every entry ranked."""
+    largest = direction == 'largest'
+    ranked = z.sort(dim=-1, descending=largest).values
+    pos = ratio * z.shape[-1]
+    lo = int(np.floor(pos))
+    tau = ranked[..., lo - 1] + (pos - lo) * (ranked[..., lo] - ranked[..., lo - 1])
+    sign = 1.0 if largest else -1.0
+    return torch.sigmoid(sign * (z - tau[..., None]) / scale)
+
+
+@pytest.mark.parametrize('direction', ['largest', 'smallest'])
+def test_ste_gradient_matches_finite_differences_of_the_relaxed_mask(direction):
+    from mmseg_moase.models.adapters.sdd import soft_threshold_mask
+    torch.manual_seed(3)
+    z = torch.randn(2, 3, 16, dtype=torch.float64)
+    w = torch.randn_like(z)
+    temperature = 0.5
+    # The implementation holds the sigmoid's width fixed (its std detached).
+    scale = temperature * z.std(dim=-1, keepdim=True)
+    ratio0, h = 0.53, 1e-4  # rank 8.48: one linear piece of the threshold
+    ratio = torch.tensor(ratio0, dtype=torch.float64, requires_grad=True)
+    zz = z.clone().requires_grad_(True)
+    mask, hard = soft_threshold_mask(zz, ratio, direction, 'token', temperature)
+    assert torch.equal(mask.detach(), hard)  # the forward is the hard mask
+    (w * mask).sum().backward()
+
+    def loss(z_, r_):
+        return float((w * _relaxed_mask(z_, r_, direction, scale)).sum())
+
+    fd = (loss(z, ratio0 + h) - loss(z, ratio0 - h)) / (2 * h)
+    assert abs(fd) > 1e-2  # a gradient of some size to compare
+    assert np.sign(float(ratio.grad)) == np.sign(fd)
+    assert float(ratio.grad) == pytest.approx(fd, rel=1e-4)
+    # Gradient in z (threshold included): a few entries, by central differences.
+    for idx in [(0, 0, 0), (1, 2, 5), (0, 1, 15)]:
+        e = torch.zeros_like(z)
+        e[idx] = h
+        fd_z = (loss(z + e, ratio0) - loss(z - e, ratio0)) / (2 * h)
+        assert float(zz.grad[idx]) == pytest.approx(fd_z, rel=1e-4, abs=1e-8)
 
 
 @pytest.mark.parametrize('kw, option', [
