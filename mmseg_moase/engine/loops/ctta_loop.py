@@ -3,19 +3,15 @@ import contextlib
 import copy
 import dataclasses
 import os.path as osp
-import random
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
-from mmengine.dist import all_gather_object, is_main_process
+from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 from mmengine.runner import BaseLoop
-from mmengine.structures import PixelData
 
 from mmseg.registry import DATASETS, LOOPS
-from mmseg.structures import SegDataSample
 from ...datasets.cityscapes_prep import missing_labels_error
 from ...evaluation.ctta_iou_metric import CTTAIoUMetric
 from ...evaluation.results import CTTAResults
@@ -37,16 +33,12 @@ from ...utils.progress import StreamProgress
 from ..telemetry import (ParameterDrift, StepStatsMeter,
                          collect_module_telemetry, set_module_telemetry)
 from .predictions import save_predictions
-from .run_state import (Interrupts, StreamInterrupted, fingerprint_diff,
-                        load_state_file, method_label, provenance,
-                        run_fingerprint, save_state_file)
+from .loop_state import ResumeMixin, restore_results, set_rng_state
+from .loop_telemetry import TelemetryMixin
+from .run_state import Interrupts, StreamInterrupted, run_fingerprint
+from .stream_checks import StreamChecksMixin, StreamDataError
 
-STATE_FILE = 'ctta_state.pth'
-STATE_VERSION = 1
-
-
-class StreamDataError(ValueError):
-    """Bad data met in the middle of a stream (the state is saved first)."""
+__all__ = ['CTTALoop', 'StreamDataError', 'prepare_ctta_model']
 
 
 @dataclasses.dataclass
@@ -70,48 +62,6 @@ class _Pass:
         return self.seconds + time.perf_counter() - self.t0
 
 
-def _rng_state() -> Dict[str, Any]:
-    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(),
-                 python=random.getstate())
-    if torch.cuda.is_available():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Dict[str, Any]) -> None:
-    torch.set_rng_state(state['torch'])
-    np.random.set_state(state['numpy'])
-    random.setstate(state['python'])
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
-def _gathered_results(evaluator) -> List[list]:
-    """Every metric's per-image results so far, from all ranks (every rank
-    must call it on several processes)."""
-    results = [list(m.results) for m in evaluator.metrics]
-    if is_distributed():
-        parts = all_gather_object(results)
-        results = [[r for part in parts for r in part[k]]
-                   for k in range(len(results))]
-    return results
-
-
-def _restore_results(evaluator, saved: Sequence[list]) -> None:
-    """Put results saved by :func:`_gathered_results` back: rank 0 takes them
-    all (the evaluator gathers them to rank 0 at the pass end anyway)."""
-    for metric, results in zip(evaluator.metrics, saved):
-        metric.results = [_tuplify(r) for r in results] \
-            if is_main_process() else []
-
-
-def _tuplify(x):
-    """weights_only unpickling returns lists for tuples; restore nested tuples."""
-    if isinstance(x, list):
-        return tuple(_tuplify(v) for v in x)
-    return x
-
-
 def prepare_ctta_model(model, cpu_malloc: str = 'keep',
                        skip_weights: bool = True) -> bool:
     """What :class:`CTTALoop` does to the model before a stream (and
@@ -131,8 +81,12 @@ def prepare_ctta_model(model, cpu_malloc: str = 'keep',
 
 
 @LOOPS.register_module()
-class CTTALoop(BaseLoop):
+class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
     """Run a CTTA method over a continual stream of target domains.
+
+    (This file is the loop proper; its state file (:mod:`.loop_state`),
+    telemetry (:mod:`.loop_telemetry`) and data checks (:mod:`.stream_checks`)
+    are mixed in.)
 
     The stream is ``rounds`` x ``domains`` passes in order, with no reset between
     them. Each pass is scored on its own with the evaluator of the config (mmseg's
@@ -280,9 +234,6 @@ class CTTALoop(BaseLoop):
         self._interrupts = Interrupts()
 
     # ------------------------------------------------------------ building
-    @property
-    def state_path(self) -> str:
-        return osp.join(self.runner.work_dir, STATE_FILE)
 
     def _build_method(self) -> BaseCTTAMethod:
         mtype = self.method_cfg['type']
@@ -492,7 +443,7 @@ class CTTALoop(BaseLoop):
         done, since_save = ps.start, 0
         it = iter(ps.loader)
         if state:
-            _set_rng_state(state['rng'])
+            set_rng_state(state['rng'])
         ps.t0 = time.perf_counter()
         for batch_idx, (n_step, n_local) in enumerate(ps.shares):
             data_batch = self._next_batch(ps, it, done, n_local)
@@ -538,14 +489,14 @@ class CTTALoop(BaseLoop):
             collect_module_telemetry(method.segmentor)
         seconds, skipped0 = 0.0, method.skipped_updates
         if state:
-            _restore_results(evaluator, state['metric_results'])
+            restore_results(evaluator, state['metric_results'])
             method.load_state_dict(state['method'])
             self.results.load_state_dict(state['results'])
             tel = state.get('telemetry') or {}
             if 'steps' in tel:
                 self._meter.load_state_dict(tel['steps'])
             if self._student_eval is not None and 'student_results' in tel:
-                _restore_results(self._student_eval, tel['student_results'])
+                restore_results(self._student_eval, tel['student_results'])
             seconds, skipped0 = state['seconds'], state['skipped_at_start']
         if start == 0:
             method.on_pass_start(round_idx, name)
@@ -666,193 +617,3 @@ class CTTALoop(BaseLoop):
                 {k: state_fingerprint(v) for k, v in method.state_dict().items()},
                 f'after pass {ps.pass_idx + 1} ({ps.label})')
         self._save_state(ps.pass_idx + 1, 0, None, 0.0, method.skipped_updates)
-
-    # ----------------------------------------------------------- telemetry
-    def _record_step(self, outputs: Sequence, data_batch: dict) -> None:
-        """One step's statistics and, for teacher methods, the student's own
-        predictions scored against the same labels."""
-        self._meter.add(self.method.step_stats())
-        preds = self.method.student_predictions()
-        if self._student_eval is None or not preds:
-            return
-        samples = []
-        for s, p in zip(outputs, preds):
-            sample = SegDataSample(metainfo=s.metainfo)
-            sample.gt_sem_seg = s.gt_sem_seg
-            sample.pred_sem_seg = PixelData(data=p.reshape(1, *p.shape[-2:]))
-            samples.append(sample)
-        self._student_eval.process(data_samples=samples, data_batch=data_batch)
-
-    def _pass_telemetry(self, num_images: int) -> Dict[str, Any]:
-        """The pass's telemetry entries of its results record."""
-        method = self.method
-        out: Dict[str, Any] = {}
-        if self._student_eval is not None:
-            metrics = self._student_eval.evaluate(num_images)
-            out['student_mIoU'] = float(metrics.get('mIoU', float('nan')))
-        tel = dict(self._meter.means())
-        tel.update(collect_module_telemetry(method.segmentor))
-        if self._drift is not None:
-            tel.update(self._drift.measure(method.segmentor, 'drift.student'))
-            if method.teacher is not None:
-                tel.update(self._drift.measure(method.teacher, 'drift.teacher'))
-        out['telemetry'] = {k: round(v, 6) for k, v in sorted(tel.items())}
-        return out
-
-    def _log_telemetry(self, record: Dict[str, Any], images_done: int) -> None:
-        """Telemetry of a pass to the log and the visualizer's backends."""
-        tel = record.get('telemetry', {})
-        scalars = {f'ctta/{k}': v for k, v in tel.items()}
-        scalars['ctta/mIoU'] = record['mIoU']
-        if 'student_mIoU' in record:
-            scalars['ctta/student_mIoU'] = record['student_mIoU']
-        if is_main_process():
-            self.runner.visualizer.add_scalars(scalars, step=images_done)
-        shown = [f'{k}={v:.4g}' for k, v in tel.items()
-                 if k.startswith(('loss.', 'gate.', 'pseudo_label.', 'drift.',
-                                  'moase.all.'))]
-        if 'student_mIoU' in record:
-            shown.insert(0, f'student_mIoU={record["student_mIoU"]:.2f}')
-        if shown:
-            print_log('CTTA telemetry: ' + ', '.join(shown), logger='current')
-
-    # ---------------------------------------------------------- validation
-    def _check_batch_labels(self, data_batch: dict, domain: str, dataset) -> None:
-        samples = data_batch['data_samples']
-        if samples and isinstance(samples[0], (list, tuple)):
-            samples = samples[0]
-        n_cls = len(dataset.metainfo.get('classes', ()))
-        ignore = getattr(dataset, 'ignore_index', 255)
-        for s in samples:
-            if 'gt_sem_seg' not in s:
-                continue
-            gt = s.gt_sem_seg.data
-            path = s.metainfo.get('seg_map_path', s.metainfo.get('img_path'))
-            ori = tuple(s.metainfo.get('ori_shape', gt.shape[-2:]))
-            if tuple(gt.shape[-2:]) != ori:
-                raise StreamDataError(
-                    f"domain '{domain}': label {path} is {tuple(gt.shape[-2:])} "
-                    f'but its image is {ori} (H, W); labels must match images.')
-            values = gt.unique()
-            bad = values[(values >= n_cls) & (values != ignore)]
-            if bad.numel():
-                raise StreamDataError(
-                    f"domain '{domain}': label {path} has values "
-                    f'{bad.tolist()[:10]} outside 0..{n_cls - 1} and {ignore}; '
-                    'use *_labelTrainIds.png files (cityscapesscripts '
-                    'csCreateTrainIdLabelImgs makes them).')
-
-    def _load_error(self, e: BaseException, name: str, dataset, done: int,
-                    n_local: int) -> BaseException:
-        """An exception from loading the next batch, as a
-        :class:`StreamDataError` naming the domain and the image files (an
-        unreadable image gets the bad label's treatment)."""
-        if isinstance(e, StopIteration) or not n_local:
-            return e
-        batch = self.dataloader_cfg.get('batch_size', 1)
-        paths = []
-        for i in range(done, min(done + batch, len(dataset))):
-            try:
-                paths.append(dataset.get_data_info(i)['img_path'])
-            except Exception:  # noqa: BLE001
-                break
-        text = str(e).strip()
-        first = text.splitlines()[-1] if text else ''
-        return StreamDataError(
-            f"domain '{name}': loading image {done} of the pass failed "
-            f'({type(e).__name__}: {first}); file(s): {paths}.')
-
-    def _provenance(self) -> Dict[str, Any]:
-        """Where the results come from (rank 0 dumps the resolved config)."""
-        runner = self.runner
-        dump = osp.join(runner.work_dir, 'ctta_config.py')
-        if is_main_process():
-            try:
-                runner.cfg.dump(dump)
-            except Exception:  # noqa: BLE001  (a config mmengine cannot dump)
-                dump = None
-        return provenance(getattr(runner.cfg, 'filename', None), dump,
-                          self.checkpoint,
-                          self._fingerprint.get('checkpoint_sha256'),
-                          runner.seed, method_label(self.method_cfg, METHODS))
-
-    # ---------------------------------------------------------- resumption
-    def _signature(self) -> Dict[str, Any]:
-        return dict(method=self.method_cfg.get('type'), rounds=self.rounds,
-                    domains=[d['name'] for d in self.domains],
-                    lengths=[len(self.datasets[d['name']]) for d in self.domains])
-
-    def _save_state(self, pass_idx: int, image_idx: int, evaluator,
-                    seconds: float, skipped_at_start: int) -> None:
-        """Write the resume state (rank 0; every rank must call it: on several
-        processes the metric results are gathered from all of them)."""
-        metric_results = _gathered_results(evaluator) \
-            if evaluator is not None else []
-        telemetry = self._telemetry_state(evaluator is not None)
-        if not is_main_process():
-            return
-        state = dict(
-            version=STATE_VERSION, signature=self._signature(),
-            pass_idx=pass_idx, image_idx=image_idx, seconds=seconds,
-            skipped_at_start=skipped_at_start,
-            method=self.method.state_dict(),
-            metric_results=metric_results,
-            results=self.results.state_dict(), rng=_rng_state(),
-            telemetry=telemetry, fingerprint=self._fingerprint)
-        save_state_file(state, self.state_path)
-
-    def _telemetry_state(self, mid_pass: bool) -> Dict[str, Any]:
-        """What a resumed pass needs to finish its telemetry: the step meter
-        and the student's metric results (module sums start afresh)."""
-        if not self.telemetry or not mid_pass:
-            return {}
-        state: Dict[str, Any] = dict(steps=self._meter.state_dict())
-        if self._student_eval is not None:
-            state['student_results'] = _gathered_results(self._student_eval)
-        return state
-
-    def _load_state(self) -> Optional[dict]:
-        path = self.state_path
-        if not osp.isfile(path):
-            print_log(f'--resume: no state at {path}; starting the stream from '
-                      'the beginning.', logger='current', level=30)
-            return None
-        state = load_state_file(path)
-        if state.get('version') != STATE_VERSION:
-            raise ValueError(f'{path}: unknown state version {state.get("version")}')
-        if state['signature'] != self._signature():
-            raise ValueError(
-                f'{path} was written by a different stream '
-                f"({state['signature']}) than this config ({self._signature()}); "
-                'use another --work-dir or delete the file.')
-        if 'fingerprint' in state:
-            diff = fingerprint_diff(state['fingerprint'], self._fingerprint)
-        else:  # written before states carried one
-            diff = []
-            print_log(f'--resume: {path} records no settings fingerprint (an '
-                      'older version wrote it); the settings are not checked.',
-                      logger='current', level=30)
-        if diff and not self.resume_force:
-            raise ValueError(
-                f'{path} was written by a run with other settings; resuming '
-                'would mix two runs in one table. What differs (saved -> '
-                'now):\n  ' + '\n  '.join(diff) + '\nUse another --work-dir, '
-                'or --resume --force to continue anyway (recorded in the '
-                'results).')
-        total = self.rounds * len(self.domains)
-        print_log(f'--resume: continuing at pass {state["pass_idx"] + 1}/{total}, '
-                  f'image {state["image_idx"]}', logger='current')
-        if state['pass_idx'] >= total:
-            # Finished run: restore the table only.
-            self.method.load_state_dict(state['method'])
-            self.results.load_state_dict(state['results'])
-        if diff:
-            note = ('resumed with --force although the settings differ '
-                    '(saved -> now): ' + '; '.join(diff))
-            print_log(note, logger='current', level=30)
-            self.results.notes.append(note)
-            # Recorded for every later save (the pass restores the results).
-            state['results'] = self.results.state_dict() \
-                if state['pass_idx'] >= total else dict(
-                    state['results'], notes=list(self.results.notes))
-        return state

@@ -1,0 +1,168 @@
+"""What the CTTA loop saves to resume a stream, and how it takes it back.
+
+:class:`ResumeMixin` holds :class:`~.ctta_loop.CTTALoop`'s state file: what a
+save writes (method, scored results so far, random state, telemetry, the
+settings fingerprint) and the checks of a resume (version, stream, settings;
+``--resume --force``); :func:`~.run_state.provenance` of the results.
+"""
+import os.path as osp
+import random
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.dist import all_gather_object, is_main_process
+from mmengine.logging import print_log
+
+from ...registry import METHODS
+from ...utils.dist import is_distributed
+from .run_state import (fingerprint_diff, load_state_file, method_label,
+                        provenance, save_state_file)
+
+STATE_FILE = 'ctta_state.pth'
+STATE_VERSION = 1
+
+
+def rng_state() -> Dict[str, Any]:
+    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(),
+                 python=random.getstate())
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state['torch'])
+    np.random.set_state(state['numpy'])
+    random.setstate(state['python'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def gathered_results(evaluator) -> List[list]:
+    """Every metric's per-image results so far, from all ranks (every rank
+    must call it on several processes)."""
+    results = [list(m.results) for m in evaluator.metrics]
+    if is_distributed():
+        parts = all_gather_object(results)
+        results = [[r for part in parts for r in part[k]]
+                   for k in range(len(results))]
+    return results
+
+
+def restore_results(evaluator, saved: Sequence[list]) -> None:
+    """Put results saved by :func:`gathered_results` back: rank 0 takes them
+    all (the evaluator gathers them to rank 0 at the pass end anyway)."""
+    for metric, results in zip(evaluator.metrics, saved):
+        metric.results = [tuplify(r) for r in results] \
+            if is_main_process() else []
+
+
+def tuplify(x):
+    """weights_only unpickling returns lists for tuples; restore nested tuples."""
+    if isinstance(x, list):
+        return tuple(tuplify(v) for v in x)
+    return x
+
+
+class ResumeMixin:
+    """The state file of :class:`~.ctta_loop.CTTALoop` (its attributes:
+    ``runner``, ``method``, ``results``, ``_fingerprint``, ...)."""
+
+    @property
+    def state_path(self) -> str:
+        return osp.join(self.runner.work_dir, STATE_FILE)
+
+    def _provenance(self) -> Dict[str, Any]:
+        """Where the results come from (rank 0 dumps the resolved config)."""
+        runner = self.runner
+        dump = osp.join(runner.work_dir, 'ctta_config.py')
+        if is_main_process():
+            try:
+                runner.cfg.dump(dump)
+            except Exception:  # noqa: BLE001  (a config mmengine cannot dump)
+                dump = None
+        return provenance(getattr(runner.cfg, 'filename', None), dump,
+                          self.checkpoint,
+                          self._fingerprint.get('checkpoint_sha256'),
+                          runner.seed, method_label(self.method_cfg, METHODS))
+
+    def _signature(self) -> Dict[str, Any]:
+        return dict(method=self.method_cfg.get('type'), rounds=self.rounds,
+                    domains=[d['name'] for d in self.domains],
+                    lengths=[len(self.datasets[d['name']]) for d in self.domains])
+
+    def _save_state(self, pass_idx: int, image_idx: int, evaluator,
+                    seconds: float, skipped_at_start: int) -> None:
+        """Write the resume state (rank 0; every rank must call it: on several
+        processes the metric results are gathered from all of them)."""
+        metric_results = gathered_results(evaluator) \
+            if evaluator is not None else []
+        telemetry = self._telemetry_state(evaluator is not None)
+        if not is_main_process():
+            return
+        state = dict(
+            version=STATE_VERSION, signature=self._signature(),
+            pass_idx=pass_idx, image_idx=image_idx, seconds=seconds,
+            skipped_at_start=skipped_at_start,
+            method=self.method.state_dict(),
+            metric_results=metric_results,
+            results=self.results.state_dict(), rng=rng_state(),
+            telemetry=telemetry, fingerprint=self._fingerprint)
+        save_state_file(state, self.state_path)
+
+    def _telemetry_state(self, mid_pass: bool) -> Dict[str, Any]:
+        """What a resumed pass needs to finish its telemetry: the step meter
+        and the student's metric results (module sums start afresh)."""
+        if not self.telemetry or not mid_pass:
+            return {}
+        state: Dict[str, Any] = dict(steps=self._meter.state_dict())
+        if self._student_eval is not None:
+            state['student_results'] = gathered_results(self._student_eval)
+        return state
+
+    def _load_state(self) -> Optional[dict]:
+        path = self.state_path
+        if not osp.isfile(path):
+            print_log(f'--resume: no state at {path}; starting the stream from '
+                      'the beginning.', logger='current', level=30)
+            return None
+        state = load_state_file(path)
+        if state.get('version') != STATE_VERSION:
+            raise ValueError(f'{path}: unknown state version {state.get("version")}')
+        if state['signature'] != self._signature():
+            raise ValueError(
+                f'{path} was written by a different stream '
+                f"({state['signature']}) than this config ({self._signature()}); "
+                'use another --work-dir or delete the file.')
+        if 'fingerprint' in state:
+            diff = fingerprint_diff(state['fingerprint'], self._fingerprint)
+        else:  # written before states carried one
+            diff = []
+            print_log(f'--resume: {path} records no settings fingerprint (an '
+                      'older version wrote it); the settings are not checked.',
+                      logger='current', level=30)
+        if diff and not self.resume_force:
+            raise ValueError(
+                f'{path} was written by a run with other settings; resuming '
+                'would mix two runs in one table. What differs (saved -> '
+                'now):\n  ' + '\n  '.join(diff) + '\nUse another --work-dir, '
+                'or --resume --force to continue anyway (recorded in the '
+                'results).')
+        total = self.rounds * len(self.domains)
+        print_log(f'--resume: continuing at pass {state["pass_idx"] + 1}/{total}, '
+                  f'image {state["image_idx"]}', logger='current')
+        if state['pass_idx'] >= total:
+            # Finished run: restore the table only.
+            self.method.load_state_dict(state['method'])
+            self.results.load_state_dict(state['results'])
+        if diff:
+            note = ('resumed with --force although the settings differ '
+                    '(saved -> now): ' + '; '.join(diff))
+            print_log(note, logger='current', level=30)
+            self.results.notes.append(note)
+            # Recorded for every later save (the pass restores the results).
+            state['results'] = self.results.state_dict() \
+                if state['pass_idx'] >= total else dict(
+                    state['results'], notes=list(self.results.notes))
+        return state
