@@ -182,9 +182,6 @@ class BaseCTTAMethod:
             whose ratio-1.0 view is a 0.5x resize of the 1920x1080 file).
     """
 
-    #: Whether the method needs ``EMATeacherHook`` in ``custom_hooks``
-    #: (:class:`~mmseg_moase.methods.mean_teacher.MeanTeacherMethod`).
-    needs_teacher = False
     #: Whether batches come from the stream's multi-view ``tta_pipeline``.
     multi_view = False
     #: Whether the scored prediction is another model's than the adapted one

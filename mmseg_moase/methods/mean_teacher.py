@@ -28,7 +28,6 @@ class MeanTeacherMethod(BaseCTTAMethod):
     :meth:`step`; neither the hook nor the loop changes.
     """
 
-    needs_teacher = True
     scores_teacher = True
 
     def __init__(self, **kwargs) -> None:

@@ -12,7 +12,7 @@ works on any device and backend, and is what :func:`convert_ctta_sync_bn` puts
 in place of every BatchNorm when the stream runs on several processes.
 """
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -36,21 +36,25 @@ def stand_in_batch() -> Iterator[None]:
         _STAND_IN[0] = previous
 
 
-def global_mean(x: Tensor, dims: Sequence[int]) -> Tensor:
-    """``x.mean(dims)`` over the concatenated batch of every rank.
-
-    One differentiable all-reduce of the sums and the element count (the
-    backward sums the ranks' gradients, as :class:`CTTASyncBatchNorm`'s
-    statistics); under :func:`stand_in_batch` this rank adds nothing. Equal to
-    ``x.mean(dims)`` in one process.
-    """
-    if not is_distributed():
-        return x.mean(dims)
+def _rank_sums(x: Tensor, dims: Sequence[int]) -> Tuple[Tensor, Tensor, float]:
+    """``x.sum(dims)`` over every rank's ``x``, the number of elements each
+    entry sums (detached) and this rank's weight (0 under :func:`stand_in_batch`):
+    one differentiable all-reduce, whose backward sums the ranks' gradients."""
     keep = 0.0 if _STAND_IN[0] else 1.0
     total = x.sum(dims)
     count = x.new_tensor([keep * (x.numel() // max(total.numel(), 1))])
     sums = all_reduce_sum(torch.cat([total.flatten() * keep, count]))
-    return (sums[:-1] / sums[-1].detach()).view(total.shape)
+    return sums[:-1].view(total.shape), sums[-1].detach(), keep
+
+
+def global_mean(x: Tensor, dims: Sequence[int]) -> Tensor:
+    """``x.mean(dims)`` over the concatenated batch of every rank (as
+    :class:`CTTASyncBatchNorm`'s mean; a stand-in batch adds nothing). Equal
+    to ``x.mean(dims)`` in one process."""
+    if not is_distributed():
+        return x.mean(dims)
+    total, n, _ = _rank_sums(x, dims)
+    return total / n
 
 
 class CTTASyncBatchNorm(_BatchNorm):
@@ -92,12 +96,8 @@ class CTTASyncBatchNorm(_BatchNorm):
         c = x.shape[1]
         dims = [0] + list(range(2, x.dim()))
         shape = [1, c] + [1] * (x.dim() - 2)
-        keep = 0.0 if _STAND_IN[0] else 1.0
-        count = x.new_tensor([keep * (x.numel() // max(c, 1))])
-        sums = torch.cat([x.sum(dims) * keep, count])
-        sums = all_reduce_sum(sums)
-        n = sums[c].detach()
-        mean = sums[:c] / n
+        total, n, keep = _rank_sums(x, dims)
+        mean = total / n
         centred = x - mean.view(shape)
         var = all_reduce_sum((centred * centred).sum(dims) * keep) / n
         out = centred * torch.rsqrt(var + self.eps).view(shape)

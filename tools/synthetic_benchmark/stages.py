@@ -135,17 +135,29 @@ def class_balance_weights(label_dir: str, num_classes: int = 19,
     return [round(float(w), 4) for w in weights]
 
 
+def _saved_summary(path: str) -> Optional[Dict]:
+    """A stage's summary JSON if the stage ran before and its checkpoint exists."""
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        summary = json.load(f)
+    return summary if osp.isfile(summary['checkpoint']) else None
+
+
+def _write_summary(path: str, summary: Dict) -> None:
+    with open(path, 'w') as f:
+        json.dump(summary, f, indent=2)
+
+
 def train_source(data_root: str, work_dir: str, max_iters: Optional[int] = None,
                  batch_size: Optional[int] = None) -> Dict:
     """Train (or reuse) the source model; returns checkpoint path and clean mIoU."""
     summary_path = osp.join(work_dir, 'source_model.json')
-    if osp.isfile(summary_path):
-        with open(summary_path) as f:
-            summary = json.load(f)
-        if osp.isfile(summary['checkpoint']):
-            _log(f'source model exists: {summary["checkpoint"]} (clean val mIoU '
-                 f'{summary["clean_val_mIoU"]:.2f}); delete {work_dir} to retrain')
-            return summary
+    summary = _saved_summary(summary_path)
+    if summary is not None:
+        _log(f'source model exists: {summary["checkpoint"]} (clean val mIoU '
+             f'{summary["clean_val_mIoU"]:.2f}); delete {work_dir} to retrain')
+        return summary
     from mmengine.config import Config
     from mmengine.runner import Runner
     cfg = Config.fromfile(SOURCE_CONFIG)
@@ -185,8 +197,7 @@ def train_source(data_root: str, work_dir: str, max_iters: Optional[int] = None,
     summary = dict(checkpoint=ckpt, iterations=iters, class_weight=weights,
                    clean_val_mIoU=float(metrics.get('mIoU', float('nan'))),
                    train_seconds=round(train_s, 1))
-    with open(summary_path, 'w') as f:
-        json.dump(summary, f, indent=2)
+    _write_summary(summary_path, summary)
     _log(f'source model: clean val mIoU {summary["clean_val_mIoU"]:.2f} after '
          f'{train_s / 60:.1f} min of training')
     return summary
@@ -197,15 +208,13 @@ def warmup_vida(source: Dict, data_root: str, work_dir: str,
     """ViDA's adapter warm-up (or its reuse): the source model frozen, its
     class weights, ``VIDA_WARMUP_CONFIG``; returns checkpoint and clean mIoU."""
     summary_path = osp.join(work_dir, 'vida_warmup.json')
-    if osp.isfile(summary_path):
-        with open(summary_path) as f:
-            summary = json.load(f)
-        if osp.isfile(summary['checkpoint']) and \
-                summary.get('source_checkpoint') == source['checkpoint']:
-            _log(f'ViDA warm-up exists: {summary["checkpoint"]} (clean val '
-                 f'mIoU {summary["clean_val_mIoU"]:.2f}); delete {work_dir} '
-                 'to redo it')
-            return summary
+    summary = _saved_summary(summary_path)
+    if summary is not None and \
+            summary.get('source_checkpoint') == source['checkpoint']:
+        _log(f'ViDA warm-up exists: {summary["checkpoint"]} (clean val '
+             f'mIoU {summary["clean_val_mIoU"]:.2f}); delete {work_dir} '
+             'to redo it')
+        return summary
     from mmseg_moase.apis.warmup import prepare_warmup_config, run_warmup
     opts = {f'{k}.dataset.data_root': data_root
             for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
@@ -223,8 +232,7 @@ def warmup_vida(source: Dict, data_root: str, work_dir: str,
                    source_checkpoint=source['checkpoint'],
                    clean_val_mIoU=out['metrics'].get('mIoU', float('nan')),
                    seconds=round(secs, 1))
-    with open(summary_path, 'w') as f:
-        json.dump(summary, f, indent=2)
+    _write_summary(summary_path, summary)
     _log(f'ViDA warm-up: clean val mIoU {summary["clean_val_mIoU"]:.2f} '
          f'(source {source["clean_val_mIoU"]:.2f}) after {secs / 60:.1f} min')
     return summary

@@ -1,5 +1,5 @@
 """The EMA teacher update of mean-teacher CTTA methods, as a test-time hook."""
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional
 
 import torch
 import torch.nn as nn
@@ -62,8 +62,8 @@ class EMATeacherHook(Hook):
     (:meth:`~mmseg_moase.methods.mean_teacher.MeanTeacherMethod.bind_teacher_update`);
     the method runs it after every step, once the teacher's prediction is scored
     and the student updated, and before its restore, so the update affects the
-    *next* batch, as in CoTTA and MoASE. Methods whose ``needs_teacher`` is true
-    refuse to run without this hook.
+    *next* batch, as in CoTTA and MoASE. A mean-teacher method refuses to run
+    without this hook.
 
     Args:
         momentum (float): Share of the teacher kept per step: 0.999 means
