@@ -19,6 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmseg_moase  # noqa: E402,F401
 from mmengine.dist import get_rank  # noqa: E402
 from mmseg_moase.apis import build_ctta_runner, prepare_ctta_config  # noqa: E402
+from mmseg_moase.utils.dist import end_distributed  # noqa: E402
 
 
 def main() -> None:
@@ -33,6 +34,7 @@ def main() -> None:
         sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
         from dist_unit_checks import run_checks
         run_checks()
+    end_distributed()  # as tools/test_ctta.py (run_ctta) does
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@ from typing import Dict, Optional, Sequence
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..utils.dist import configure_dist, init_dist_cpu
+from ..utils.dist import configure_dist, end_distributed, init_dist_cpu
 from ..utils.fileio import check_writable_dir
 
 #: Keys prepare_ctta_config builds from the ``ctta_*`` keys, and where to set
@@ -116,5 +116,8 @@ def build_ctta_runner(cfg: Config) -> Runner:
 
 
 def run_ctta(cfg: Config) -> Dict[str, float]:
-    """Build the runner and run the stream; returns the summary metrics."""
-    return build_ctta_runner(cfg).test()
+    """Build the runner and run the stream; returns the summary metrics. On
+    several processes the ranks then leave the process group together."""
+    metrics = build_ctta_runner(cfg).test()
+    end_distributed()
+    return metrics

@@ -112,6 +112,20 @@ class AllReduceSum(torch.autograd.Function):
         return out
 
 
+def end_distributed() -> None:
+    """Leave the process group together: a barrier, then destroy it.
+
+    A process that exits with the group alive tears gloo's threads down in
+    the interpreter's shutdown, while the other rank may still be talking to
+    it; under load that aborted finished runs (``terminate called without an
+    active exception``, exit -6) after every rank had written its results.
+    No-op without a process group.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def all_reduce_sum(tensor: Tensor) -> Tensor:
     """``AllReduceSum`` (differentiable) in a process group, else ``tensor``."""
     return AllReduceSum.apply(tensor) if is_distributed() else tensor
