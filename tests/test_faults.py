@@ -226,6 +226,9 @@ def test_results_carry_their_provenance(tmp_path):
     assert prov['config'] == config and prov['seed'] == 7
     assert osp.isfile(prov['resolved_config'])
     assert prov['mmseg_moase_version']
+    host = prov['host']  # the CPU kind and thread count change the floats
+    assert host['torch_cpu_capability'] == torch.backends.cpu.get_cpu_capability()
+    assert host['torch_threads'] >= 1 and host['machine']
     labels = {t: _results(w)['provenance']['method_label']
               for t, w in works.items()}
     assert labels['cotta'] != labels['single']

@@ -103,6 +103,12 @@ def test_aggregate_means_and_spread_over_seeds(tmp_path):
     assert '| MoASE | 2 | 1 | 43.00 ± 1.00 | 24.00 ± 2.00 | 33.50 |' in md
     assert '| Source | 1 | 1 | 40.00 | 20.00 | 30.00 |' in md
     assert '| MoASE | 33.50 ± 1.50 | 0.500 | 1.0x |' in md
+    # The machine of each run, from its provenance (none here: said so).
+    assert out['hosts'] == ['not recorded'] and 'Measured on: not recorded' in md
+    runs['Source'][0]['provenance'] = dict(host=dict(
+        cpu='AMD EPYC', torch_cpu_capability='AVX2', torch_threads=1))
+    out = aggregate(runs, str(tmp_path), dict(clean_val_mIoU=70.0))
+    assert out['hosts'] == ['AMD EPYC (AVX2, 1 thread(s))', 'not recorded']
     assert (tmp_path / 'miou_stream.png').stat().st_size > 1000
 
 

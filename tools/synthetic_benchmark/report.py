@@ -7,6 +7,15 @@ import statistics
 from typing import Dict, List, Optional, Sequence
 
 
+def host_line(res: Dict) -> str:
+    """The machine a run was measured on, from its provenance."""
+    h = (res.get('provenance') or {}).get('host')
+    if not h:
+        return 'not recorded'
+    return (f"{h.get('cpu') or h.get('machine')} ({h.get('torch_cpu_capability')}"
+            f", {h.get('torch_threads')} thread(s))")
+
+
 def aggregate(runs: Dict[str, List[Dict]], out_dir: str,
               source_summary: Dict, out_name: str = 'comparison') -> Dict:
     """Comparison table (Markdown + JSON) and the plot; returns the JSON dict."""
@@ -67,10 +76,15 @@ def aggregate(runs: Dict[str, List[Dict]], out_dir: str,
     lines.append(f"Source model: clean val mIoU {source_summary['clean_val_mIoU']:.2f}"
                  + (f"; ViDA's warmed-up start: {warm['clean_val_mIoU']:.2f}"
                     if warm else '') + '; ± is the population std over seeds.')
+    hosts = sorted({host_line(r) for seed_runs in runs.values()
+                    for r in seed_runs})
+    lines.append(f"Measured on: {'; '.join(hosts)}. Another kind of CPU can give "
+                 'other floats (the source training too, hence every row): '
+                 'compare tables measured on one machine.')
     lines += ['', telemetry_table(table)]
     md = '\n'.join(lines) + '\n'
     payload = dict(domains=domains, rounds=n_rounds, methods=table,
-                   source_model=source_summary)
+                   source_model=source_summary, hosts=hosts)
     os.makedirs(out_dir, exist_ok=True)
     with open(osp.join(out_dir, f'{out_name}.md'), 'w') as f:
         f.write(md)
