@@ -96,6 +96,9 @@ def test_finished_run_resumed_prints_its_table_and_exits_0(tmp_path):
 
 def test_sigterm_saves_and_the_resumed_run_equals_an_uninterrupted_one(
         tmp_path):
+    """SIGTERM to the whole process group, as Slurm sends it: the loader's
+    worker (which torch makes exit on it) dies too, and the step in progress
+    still finishes and the state is saved at the next image."""
     # CoTTA with stochastic restore: the resumed run replays the RNG too.
     _, config, ckpt = _stream(tmp_path, rounds=2, num=4)
     full = str(tmp_path / 'full')
@@ -104,10 +107,11 @@ def test_sigterm_saves_and_the_resumed_run_equals_an_uninterrupted_one(
                    timeout=600)
     part = str(tmp_path / 'part')
     state = osp.join(part, 'ctta_state.pth')
+    worker = ['--cfg-options', 'ctta_stream.dataloader.num_workers=1']
     proc = subprocess.Popen([sys.executable, TOOL, config, ckpt, '--work-dir',
-                             part, '--seed', '3'], env=ENV,
+                             part, '--seed', '3', *worker], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if osp.exists(state):
@@ -116,7 +120,7 @@ def test_sigterm_saves_and_the_resumed_run_equals_an_uninterrupted_one(
             except Exception:  # being replaced right now
                 continue
             if (s['pass_idx'], s['image_idx']) >= (1, 1):
-                proc.send_signal(signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGTERM)
                 break
         time.sleep(0.02)
     out, _ = proc.communicate(timeout=300)
@@ -124,8 +128,9 @@ def test_sigterm_saves_and_the_resumed_run_equals_an_uninterrupted_one(
     assert 'interrupted by SIGTERM' in out and '--resume' in out
     s = torch.load(state, weights_only=True)
     assert s['pass_idx'] < 4
+    assert 'DataLoader worker' not in out, out[-2000:]
     subprocess.run([sys.executable, TOOL, config, ckpt, '--work-dir', part,
-                    '--seed', '3', '--resume'], check=True, env=ENV,
+                    '--seed', '3', '--resume', *worker], check=True, env=ENV,
                    capture_output=True, timeout=600)
     assert _table(part) == _table(full) and len(_table(full)) == 4
 

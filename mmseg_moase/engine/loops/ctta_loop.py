@@ -527,7 +527,10 @@ class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
             try:
                 data_batch = next(it)
             except Exception as e:  # noqa: BLE001  (re-raised below)
-                error = self._load_error(e, ps.name, ps.dataset, done, n_local)
+                # Workers killed by the same signal while the batch was awaited.
+                error = StreamInterrupted(self._interrupts.pending) \
+                    if self._interrupts.pending is not None else \
+                    self._load_error(e, ps.name, ps.dataset, done, n_local)
             try:
                 if error is None and self.check_labels and n_local:
                     self._check_batch_labels(data_batch, ps.name, ps.dataset)

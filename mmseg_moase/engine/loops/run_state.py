@@ -134,7 +134,15 @@ class StreamInterrupted(RuntimeError):
 class Interrupts:
     """Within ``with``: SIGTERM and SIGINT set :attr:`pending` instead of
     killing the process (a second one of the same kind does kill it).
-    Outside the main thread, where handlers cannot be set, nothing changes."""
+    Outside the main thread, where handlers cannot be set, nothing changes.
+
+    A SIGTERM to the whole process group (Slurm, ``kill -- -PGID``) also
+    reaches the DataLoader workers, which torch makes exit on it; their
+    SIGCHLD would make torch raise in the middle of the current step. Once a
+    signal is pending, SIGCHLD is therefore left to the default action: the
+    step finishes, and the loop saves at the image boundary before it asks
+    the (dead) workers for the next batch.
+    """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -148,6 +156,11 @@ class Interrupts:
             os.kill(os.getpid(), signum)
             return
         self.pending = signum
+        # CPython runs pending handlers by signal number: SIGTERM/SIGINT
+        # (15/2) before the workers' SIGCHLD (17), which then finds this.
+        if signal.SIGCHLD not in self._old:
+            self._old[signal.SIGCHLD] = signal.signal(signal.SIGCHLD,
+                                                      signal.SIG_DFL)
 
     def __enter__(self) -> 'Interrupts':
         if threading.current_thread() is threading.main_thread():
