@@ -3,8 +3,9 @@
 Every method (and MoASE teacher mode) is measured relative to **Source inference
 of the same backbone at the same input size, in the same invocation**. The
 models and methods are built from the given CTTA configs the way ``CTTALoop``
-builds them (``METHODS.build(ctta_method)``, ``setup``, ``on_pass_start``; per
-image ``step`` and ``after_step``, with the config's ``EMATeacherHook`` bound), on random
+builds them (``build_ctta_method`` with the stream's plain view, ``setup``,
+``on_pass_start``; per image ``step`` and ``after_step``, with the config's
+``EMATeacherHook`` bound), on random
 fabricated images pushed through the config's own test pipeline (single-view,
 or the ``tta_pipeline`` of multi-view methods), so no dataset or checkpoint is
 needed. ``--size H W`` is the size of the plain view (scale 1.0, unflipped):
@@ -206,7 +207,7 @@ def build_bench(variant: Variant, size: Tuple[int, int], num_images: int,
     from mmseg_moase.engine import EMATeacherHook
     from mmseg_moase.methods.base import split_views
     from mmseg_moase.engine.loops.ctta_loop import prepare_ctta_model
-    from mmseg_moase.registry import METHODS
+    from mmseg_moase.methods.builder import build_ctta_method
     init_default_scope('mmseg')
     cfg = Config.fromfile(variant.config)
     method_cfg = copy.deepcopy(cfg.ctta_method)
@@ -214,7 +215,10 @@ def build_bench(variant: Variant, size: Tuple[int, int], num_images: int,
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model).to(device)  # random weights: timing only
     prepare_ctta_model(model, cpu_malloc, skip_weights=not attention_weights)
-    method = METHODS.build(method_cfg)
+    stream = cfg.get('ctta_stream', {})
+    method = build_ctta_method(
+        method_cfg, stream.get('plain_view_index'),
+        stream.get('dataloader', {}).get('dataset', {}).get('pipeline', ()))
     hooks = [HOOKS.build(copy.deepcopy(h)) for h in cfg.get('custom_hooks', [])]
     hooks = [h for h in hooks if isinstance(h, EMATeacherHook)]
     method.setup(model)

@@ -17,6 +17,7 @@ from ...evaluation.ctta_iou_metric import CTTAIoUMetric
 from ...evaluation.results import CTTAResults
 from ...evaluation.telemetry_plot import plot_telemetry
 from ...methods.base import BaseCTTAMethod, unwrap
+from ...methods.builder import build_ctta_method
 from ...models.fast_attention import skip_attention_weights
 from ...models.ctta_parts import use_rank_statistics
 from ...models.sync_bn import convert_ctta_sync_bn, stand_in_batch
@@ -190,8 +191,9 @@ class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
         self.dataloader_cfg = copy.deepcopy(dataloader)
         self.evaluator_cfg = copy.deepcopy(evaluator)
         if not isinstance(method, dict) or 'type' not in method:
-            raise ValueError('`test_cfg.method` must be a dict with a `type` '
-                             f'(one of {sorted(METHODS.module_dict)})')
+            raise ValueError('`ctta_method` (test_cfg.method) must be a dict '
+                             'with a `type` (one of '
+                             f'{sorted(METHODS.module_dict)})')
         self.method_cfg = copy.deepcopy(method)
         if not domains:
             raise ValueError('`test_cfg.domains` is empty: list the stream as '
@@ -236,45 +238,9 @@ class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
     # ------------------------------------------------------------ building
 
     def _build_method(self) -> BaseCTTAMethod:
-        mtype = self.method_cfg['type']
-        if isinstance(mtype, str) and mtype not in METHODS.module_dict:
-            raise ValueError(f'unknown CTTA method {mtype!r} in `test_cfg.method`;'
-                             f' registered: {sorted(METHODS.module_dict)}')
-        method = METHODS.build(self.method_cfg)
-        self._set_plain_view(method)
-        return method
-
-    def _set_plain_view(self, method: BaseCTTAMethod) -> None:
-        """Give a multi-view method the stream's plain view (declared once by
-        the stream, ``ctta_stream.plain_view_index``).
-
-        Without a declaration the method finds the view of scale factor 1,
-        unflipped; that is the plain view only if the single-view pipeline
-        does not resize the image, so a stream whose test pipeline has a
-        ``Resize`` must declare it.
-        """
-        declared = self.plain_view_index
-        own = getattr(method, 'view_index', None)
-        if declared is not None and own is not None and own != declared:
-            raise ValueError(
-                f'ctta_method.view_index={own} but the stream declares '
-                f'plain_view_index={declared}: drop the method option (the '
-                'stream says which view is plain).')
-        if declared is not None:
-            method.view_index = declared
-            return
-        if not method.multi_view or own is not None:
-            return
-        pipeline = (self.dataloader_cfg.get('dataset') or {}).get(
-            'pipeline') or []
-        if any(isinstance(t, dict) and t.get('type') == 'Resize'
-               for t in pipeline):
-            raise ValueError(
-                "the stream's test pipeline resizes the image, so the "
-                "multi-view pipeline's view of scale factor 1 is not its plain "
-                'view: declare the plain view of `ctta_stream.tta_pipeline` as '
-                '`ctta_stream.plain_view_index` (the view equal to the test '
-                "pipeline's output, unflipped).")
+        pipeline = (self.dataloader_cfg.get('dataset') or {}).get('pipeline')
+        return build_ctta_method(self.method_cfg, self.plain_view_index,
+                                 pipeline or ())
 
     def _build_dataset(self, domain: dict):
         cfg = copy.deepcopy(self.dataloader_cfg.get('dataset', {}))
