@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from mmengine.config import Config
 import torch
 
 from mmseg_moase.apis import build_ctta_runner, prepare_ctta_config
@@ -154,7 +155,7 @@ def test_moase_two_processes_equal_one_process_and_ranks_identical(moase_run):
                                  str(moase_run['tmp'] / 'single'), 2)
     assert _table(work) == table
     steps = 4  # 2 passes x ceil(3 / 2)
-    base_lr = 7.5e-6
+    base_lr = Config.fromfile(config).ctta_method.get('base_lr', 2e-4)
     total = beyond = 0
     for key in ('model', 'teacher'):
         for k, v in single[key].items():
@@ -199,3 +200,32 @@ def test_bad_image_on_one_rank_stops_every_rank(tmp_path):
     state = torch.load(osp.join(work, 'ctta_state.pth'), weights_only=True)
     assert (state['pass_idx'], state['image_idx']) == (0, 2)
     assert len(state['metric_results'][0]) == 2
+
+
+def test_a_held_work_dir_stops_every_rank(tmp_path):
+    """One lock per job (rank 0 takes it): a work dir another run holds stops
+    both ranks with the holder's pid and the work dir, none left waiting."""
+    from mmseg_moase.engine.loops.work_dir_lock import WorkDirLock
+    data = str(tmp_path / 'data')
+    make_domains(data, ('fog', ), num=2)
+    config = write_config(str(tmp_path / 'Source.py'), data, 'Source',
+                          domains=('fog', ))
+    ckpt = str(tmp_path / 'source.pth')
+    save_source_checkpoint(config, ckpt)
+    work = str(tmp_path / 'work')
+    os.makedirs(work)
+    lock = WorkDirLock(work)
+    lock.acquire()
+    try:
+        proc = _run(['bash', DIST_SH, config, ckpt, '2', '--work-dir', work],
+                    cwd=str(tmp_path), timeout=300)
+    finally:
+        lock.release()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    held = (f'work dir {work} is in use by another CTTA run: pid '
+            f'{os.getpid()} on host ')
+    assert f'WorkDirLocked: {held}' in out, out[-3000:]  # rank 0's own
+    assert ('distributed CTTA stopped before the stream because another rank '
+            f'failed: rank 0: WorkDirLocked: {held}') in out  # rank 1's
+    assert not osp.exists(osp.join(work, 'ctta_state.pth'))

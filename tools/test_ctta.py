@@ -13,6 +13,14 @@ weights also get the original MiT LayerNorm epsilons. Writes
 On several GPUs (or CPU processes): ``tools/dist_test_ctta.sh CONFIG CHECKPOINT
 GPUS [options]`` runs this with ``--launcher pytorch`` under torchrun; the run
 equals one process with batch GPUS x the config's batch (README, "Multi-GPU").
+
+Exit status: 0 when the stream finished and its table is trustworthy; 3
+(``EXIT_UNTRUSTED``) when it finished but more than
+``ctta_cfg.max_skipped_share`` of the updates were skipped (non-finite loss:
+the warnings say where the collapse began; ``--allow-untrusted`` exits 0);
+128 + N when signal N stopped it (the state is saved, ``--resume``
+continues); 1 on an error (its message names the file or option and the
+fix), e.g. a work dir another run holds (README, "Exit status").
 """
 import argparse
 import os
@@ -26,6 +34,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmseg_moase  # noqa: E402,F401  (registers loops, methods, models)
 from mmseg_moase.apis.ctta import (LAUNCHERS, prepare_ctta_config,  # noqa: E402
                                    run_ctta)
+from mmseg_moase.evaluation.verdict import EXIT_UNTRUSTED  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -45,6 +54,11 @@ def parse_args(argv=None):
     parser.add_argument('--force', action='store_true',
                         help='with --resume: continue a state written with '
                         'other settings (recorded in the results)')
+    parser.add_argument('--allow-untrusted', action='store_true',
+                        help='exit 0 even when the table is not trustworthy '
+                        '(more than ctta_cfg.max_skipped_share of the updates '
+                        'skipped; default: exit 3); the verdict is still '
+                        'logged and written to ctta_results.json')
     parser.add_argument('--out-preds',
                         help='save predictions as label-ID PNGs under this folder')
     parser.add_argument('--seed', type=int, help='random seed')
@@ -65,13 +79,17 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    """Run the tool; returns the exit status (see the module docstring)."""
     args = parse_args(argv)
     cfg = prepare_ctta_config(args.config, args.checkpoint, args.work_dir,
                               args.cfg_options, args.launcher, args.resume,
                               args.out_preds, args.seed, force=args.force)
-    run_ctta(cfg)
+    metrics = run_ctta(cfg)
+    if metrics.get('trusted', True) or args.allow_untrusted:
+        return 0
+    return EXIT_UNTRUSTED
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

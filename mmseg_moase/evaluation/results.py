@@ -7,13 +7,17 @@ import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..utils.fileio import write_atomically
+from .verdict import COLLAPSE_MIOU_RATIO, MAX_SKIPPED_SHARE, run_verdict
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and an atomic rename."""
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
-    os.replace(tmp, path)
+
+def atomic_write_text(path: str, text: str, kept: str = '') -> None:
+    """Write ``text`` to ``path`` via a temporary file and an atomic rename
+    (:func:`~mmseg_moase.utils.fileio.write_atomically`: a full disk is an
+    error naming the file and ``kept``)."""
+    data = text.encode('utf-8')
+    write_atomically(path, lambda f: f.write(data), len(data),
+                     kept or f'The previous {osp.basename(path)} is intact.')
 
 
 def _fmt(x: Optional[float]) -> str:
@@ -52,10 +56,15 @@ class CTTAResults:
         rounds (int): Number of rounds.
         out_dir (str): Where the files go.
         name (str): File name prefix. Defaults to ``'ctta_results'``.
+        max_skipped_share (float): The verdict's limit on skipped updates
+            (:func:`~.verdict.run_verdict`).
+        collapse_miou_ratio (float): The verdict's mIoU collapse ratio.
     """
 
     def __init__(self, method: str, domains: Sequence[str], rounds: int,
-                 out_dir: str, name: str = 'ctta_results') -> None:
+                 out_dir: str, name: str = 'ctta_results',
+                 max_skipped_share: float = MAX_SKIPPED_SHARE,
+                 collapse_miou_ratio: float = COLLAPSE_MIOU_RATIO) -> None:
         self.method = method
         self.domains = list(domains)
         self.rounds = rounds
@@ -66,9 +75,28 @@ class CTTAResults:
         self.provenance: Dict[str, Any] = {}
         #: Warnings about the run itself (e.g. a forced resume).
         self.notes: List[str] = []
-        #: Method steps so far, and where skipped updates began.
+        self.max_skipped_share = max_skipped_share
+        self.collapse_miou_ratio = collapse_miou_ratio
+        #: Method steps so far, where skipped updates began, the run of
+        #: skipped updates the stream is in (None after an applied one) and
+        #: the last step whose update was not skipped (:meth:`record_step`).
         self.steps = 0
         self.first_skip: Optional[Dict[str, Any]] = None
+        self.skip_streak: Optional[Dict[str, Any]] = None
+        self.last_applied: Optional[Dict[str, Any]] = None
+
+    def record_step(self, skipped: bool, where: Dict[str, Any]) -> None:
+        """Count one method step at ``where`` (round, domain, image) and
+        whether its update was skipped."""
+        self.steps += 1
+        if not skipped:
+            self.skip_streak, self.last_applied = None, dict(where)
+            return
+        if self.first_skip is None:
+            self.first_skip = dict(where)
+        if self.skip_streak is None:
+            self.skip_streak = dict(began=dict(where), steps=0)
+        self.skip_streak['steps'] += 1
 
     # ------------------------------------------------------------- summary
     def miou(self, round_idx: int, domain: str) -> Optional[float]:
@@ -90,6 +118,7 @@ class CTTAResults:
         return _nanmean([r['mIoU'] for r in self.records])
 
     def summary(self) -> Dict[str, Any]:
+        skipped = sum(r['skipped_updates'] for r in self.records)
         return dict(
             method=self.method,
             domains=self.domains,
@@ -102,30 +131,28 @@ class CTTAResults:
             mean_mIoU=self.overall_mean(),
             images=sum(r['images'] for r in self.records),
             seconds=sum(r['seconds'] for r in self.records),
-            skipped_updates=sum(r['skipped_updates'] for r in self.records),
+            skipped_updates=skipped,
             steps=self.steps,
-            skipped_updates_share=(sum(r['skipped_updates']
-                                       for r in self.records) / self.steps
-                                   if self.steps else 0.0),
+            skipped_updates_share=skipped / self.steps if self.steps else 0.0,
             first_skipped_update=self.first_skip,
+            verdict=self.verdict(),
             **({'student_mean_mIoU': _nanmean(
                 [r.get('student_mIoU') for r in self.records])}
                if any('student_mIoU' in r for r in self.records) else {}))
 
-    def skipped_warning(self) -> Optional[str]:
-        """A warning when updates were skipped (non-finite loss or gradient):
-        how many, their share and where they began; None otherwise."""
-        s = self.summary()
-        n = s['skipped_updates']
-        if not n:
-            return None
-        where = s['first_skipped_update'] or {}
-        return (f'WARNING: {n} of {s["steps"]} updates '
-                f'({100 * s["skipped_updates_share"]:.0f}%) were skipped '
-                '(non-finite loss or gradient: the model stayed as it was), '
-                f"from round {where.get('round')} {where.get('domain')} image "
-                f"{where.get('image')} on; the table scores a model that "
-                'stopped adapting there (check the learning rate).')
+    def outcome(self) -> Dict[str, Any]:
+        """What a run returns: ``mIoU`` (mean over the passes) and
+        ``trusted`` (the verdict's)."""
+        return dict(mIoU=self.overall_mean(), trusted=self.verdict()['trusted'])
+
+    def verdict(self) -> Dict[str, Any]:
+        """Whether the table is trustworthy, collapses and their warnings
+        (:func:`~.verdict.run_verdict`)."""
+        # The skipped updates of the passes scored so far (as the summary).
+        skipped = sum(r['skipped_updates'] for r in self.records)
+        return run_verdict(self.records, self.steps, skipped, self.first_skip,
+                           self.skip_streak, self.last_applied,
+                           self.max_skipped_share, self.collapse_miou_ratio)
 
     def summary_line(self) -> str:
         s = self.summary()
@@ -161,8 +188,7 @@ class CTTAResults:
         label = self.provenance.get('method_label')
         if label and label != self.method:
             lines.append(f'Method: `{label}`')
-        warning = self.skipped_warning()
-        if warning:
+        for warning in self.verdict()['warnings']:
             lines.append(f'\n**{warning}**')
         for note in self.notes:
             lines.append(f'\nNote: {note}')
@@ -189,7 +215,9 @@ class CTTAResults:
             writer.writerow(row)
         return buf.getvalue()
 
-    def write(self) -> None:
+    def write(self, kept: str = '') -> None:
+        """Rewrite the three files atomically; ``kept``: what a failed write
+        (a full disk) leaves intact, for its message."""
         os.makedirs(self.out_dir, exist_ok=True)
         base = osp.join(self.out_dir, self.name)
         payload = dict(summary=self.summary(), passes=self.records,
@@ -197,17 +225,21 @@ class CTTAResults:
         # Strict JSON: NaN (an mIoU of no class) and inf are written as null.
         atomic_write_text(base + '.json',
                           json.dumps(_nan_to_none(payload), indent=2,
-                                     allow_nan=False))
-        atomic_write_text(base + '.csv', self.csv_text())
-        atomic_write_text(base + '.md', self.markdown())
+                                     allow_nan=False), kept)
+        atomic_write_text(base + '.csv', self.csv_text(), kept)
+        atomic_write_text(base + '.md', self.markdown(), kept)
 
     def state_dict(self) -> Dict[str, Any]:
         return dict(records=json.dumps(self.records), notes=list(self.notes),
                     steps=self.steps,
-                    first_skip=json.dumps(self.first_skip))
+                    first_skip=json.dumps(self.first_skip),
+                    skip_streak=json.dumps(self.skip_streak),
+                    last_applied=json.dumps(self.last_applied))
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.records = json.loads(state['records'])
         self.notes = list(state.get('notes', []))
         self.steps = int(state.get('steps', 0))
         self.first_skip = json.loads(state.get('first_skip', 'null'))
+        self.skip_streak = json.loads(state.get('skip_streak', 'null'))
+        self.last_applied = json.loads(state.get('last_applied', 'null'))

@@ -97,6 +97,28 @@ def _check_head_family(path: str, state: Mapping[str, torch.Tensor],
         f'{family_configs(file_head.family, variant)}.')
 
 
+def _check_finite(path: str, state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse weights or buffers holding NaN or inf, naming the first tensor
+    and how many others do.
+
+    A model loaded from them gives non-finite outputs: every update of the
+    stream would be skipped and the table would score garbage.
+    """
+    bad = [k for k, v in state.items() if torch.is_tensor(v)
+           and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if not bad:
+        return
+    first = state[bad[0]]
+    n_nan = int(torch.isnan(first).sum())
+    n_inf = int(torch.isinf(first).sum())
+    raise ValueError(
+        f'{path}: `{bad[0]}` holds non-finite values ({n_nan} NaN, {n_inf} inf '
+        f'of {first.numel()}); {len(bad) - 1} more of its {len(state)} '
+        'tensors do. These weights are broken (a training run that diverged, '
+        'or a damaged file) and give no usable predictions: use another '
+        'checkpoint (e.g. an earlier one of the same training).')
+
+
 def load_source_checkpoint(model: nn.Module, path: str,
                            layernorm_eps: str = 'auto') -> Dict:
     """Load ``path`` into ``model``; only adapter keys may be missing.
@@ -135,7 +157,9 @@ def load_source_checkpoint(model: nn.Module, path: str,
             configs to use), an unrecognised key layout (the message names the
             expected keys), a MiT of another depth/width (the message says which
             variant the file looks like, e.g. "looks like MiT-B0"), a class-count
-            mismatch (both numbers), or any other key or shape that does not fit.
+            mismatch (both numbers), any other key or shape that does not fit,
+            or weights or buffers holding NaN or inf (the first tensor named,
+            with how many others do).
     """
     if layernorm_eps not in LAYERNORM_EPS_MODES:
         raise ValueError(f'layernorm_eps must be one of {LAYERNORM_EPS_MODES}, '
@@ -206,6 +230,7 @@ def load_source_checkpoint(model: nn.Module, path: str,
         raise ValueError(f'{path} does not fit the model: ' + '; '.join(parts) +
                          '. Check that the config matches the checkpoint '
                          '(backbone variant, head type, number of classes).')
+    _check_finite(path, state)
     model.load_state_dict(state, strict=False)
 
     from_nvlabs = nvlabs or is_nvlabs_derived(meta)

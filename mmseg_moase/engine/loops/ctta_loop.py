@@ -15,7 +15,7 @@ from mmseg.registry import DATASETS, LOOPS
 from ...datasets.cityscapes_prep import missing_labels_error
 from ...evaluation.ctta_iou_metric import CTTAIoUMetric
 from ...evaluation.results import CTTAResults
-from ...evaluation.telemetry_plot import plot_telemetry
+from ...evaluation.verdict import COLLAPSE_MIOU_RATIO, MAX_SKIPPED_SHARE
 from ...methods.base import BaseCTTAMethod, unwrap
 from ...methods.builder import build_ctta_method
 from ...models.fast_attention import skip_attention_weights
@@ -28,7 +28,7 @@ from ...utils.dist import (check_same_on_all_ranks, is_distributed,
                            raise_rank_errors, rank_errors, rng_fingerprint,
                            state_fingerprint)
 from ...utils.fileio import check_writable_dir
-from ...utils.options import check_choice
+from ...utils.options import check_choice, check_share
 from ...utils.precision import PRECISIONS, step_precision
 from ...utils.progress import StreamProgress
 from ..telemetry import (ParameterDrift, StepStatsMeter,
@@ -38,6 +38,7 @@ from .loop_state import ResumeMixin, restore_results, set_rng_state
 from .loop_telemetry import TelemetryMixin
 from .run_state import Interrupts, StreamInterrupted, run_fingerprint
 from .stream_checks import StreamChecksMixin, StreamDataError
+from .work_dir_lock import hold_work_dir
 
 __all__ = ['CTTALoop', 'StreamDataError', 'prepare_ctta_model']
 
@@ -166,6 +167,10 @@ class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
             tokens, routing, keep ratios). Written to ``ctta_results.*``,
             logged, and sent to the visualizer's backends as scalars
             (``ctta/...``, step = images so far). Defaults to True.
+        max_skipped_share, collapse_miou_ratio (float): The table's verdict
+            (:mod:`~mmseg_moase.evaluation.verdict`): untrusted above this
+            share of skipped updates (default 0.05); an mIoU collapse below
+            this fraction of the first pass's mIoU (default 0.25).
     """
 
     def __init__(self, runner, dataloader: dict, evaluator, method: dict,
@@ -179,9 +184,15 @@ class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
                  skip_attention_weights: bool = True,
                  precision: str = 'fp32', telemetry: bool = True,
                  resume_force: bool = False,
-                 plain_view_index: Optional[int] = None) -> None:
+                 plain_view_index: Optional[int] = None,
+                 max_skipped_share: float = MAX_SKIPPED_SHARE,
+                 collapse_miou_ratio: float = COLLAPSE_MIOU_RATIO) -> None:
         check_choice('CTTALoop (ctta_cfg)', 'cpu_malloc', cpu_malloc,
                      CPU_MALLOC_MODES)
+        self.max_skipped_share = check_share(
+            'CTTALoop (ctta_cfg)', 'max_skipped_share', max_skipped_share)
+        self.collapse_miou_ratio = check_share(
+            'CTTALoop (ctta_cfg)', 'collapse_miou_ratio', collapse_miou_ratio)
         check_choice('CTTALoop (ctta_cfg)', 'precision', precision, PRECISIONS)
         self._runner = runner
         self.dataloader = None
@@ -292,9 +303,16 @@ class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
         return evaluator
 
     # ------------------------------------------------------------- running
-    def run(self) -> Dict[str, float]:
+    def run(self) -> Dict[str, Any]:
+        """The stream, holding ``<work_dir>/ctta.lock`` (:mod:`.work_dir_lock`);
+        returns ``mIoU`` (mean over the passes) and ``trusted`` (the verdict,
+        :mod:`~mmseg_moase.evaluation.verdict`)."""
+        check_writable_dir(self.runner.work_dir)
+        with hold_work_dir(self.runner.work_dir):
+            return self._run()
+
+    def _run(self) -> Dict[str, Any]:
         runner = self.runner
-        check_writable_dir(runner.work_dir)
         self.method = self._build_method()
         model = unwrap(runner.model)
         self._device_type = next(model.parameters()).device.type
@@ -329,9 +347,11 @@ class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
             check_same_on_all_ranks(
                 dict(weights=state_fingerprint(model.state_dict()),
                      random_state=rng_fingerprint()), 'at the start')
-        self.results = CTTAResults(type(self.method).__name__,
-                                   [d['name'] for d in self.domains],
-                                   self.rounds, runner.work_dir)
+        self.results = CTTAResults(
+            type(self.method).__name__, [d['name'] for d in self.domains],
+            self.rounds, runner.work_dir,
+            max_skipped_share=self.max_skipped_share,
+            collapse_miou_ratio=self.collapse_miou_ratio)
         self._fingerprint = run_fingerprint(
             self.method_cfg, runner.cfg.get('model', {}),
             dict(domains=self.domains, rounds=self.rounds,
@@ -356,7 +376,7 @@ class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
             # Rank 0 only; its running mIoU is of rank 0's share of the images.
             enabled=is_main_process())
         if first_pass >= len(passes):
-            # A finished run resumed (a scheduler's retry): its table, exit 0.
+            # A finished run resumed (a scheduler's retry): its table.
             if is_main_process():
                 self.results.write()  # a forced resume's note
                 # Printed whatever the log level: what the retried job shows.
@@ -364,7 +384,7 @@ class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
                       f'({osp.join(runner.work_dir, "ctta_results.md")}):\n'
                       + self.results.markdown(), flush=True)
             runner.call_hook('after_test')
-            return dict(mIoU=self.results.summary()['mean_mIoU'])
+            return self.results.outcome()
         with self._interrupts:
             for p, (r, domain) in enumerate(passes):
                 if p < first_pass:
@@ -373,33 +393,16 @@ class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
                                resume_state if p == first_pass else None)
                 resume_state = None
 
-        metrics = dict(self.results.summary())
-        warning = self.results.skipped_warning()
-        if warning:
+        outcome = self.results.outcome()
+        for warning in self.results.verdict()['warnings']:
             print_log(warning, logger='current', level=30)
-        summary = dict(mIoU=metrics['mean_mIoU'])
         print_log(self.results.summary_line(), logger='current')
         print_log('results: ' + osp.join(runner.work_dir, 'ctta_results.md'),
                   logger='current')
-        if self.telemetry and is_main_process():
-            plot = osp.join(runner.work_dir, 'ctta_telemetry.png')
-            if plot_telemetry(self.results.records, plot,
-                              f'{self.results.method}: telemetry'):
-                print_log(f'telemetry plot: {plot}', logger='current')
-        runner.call_hook('after_test_epoch', metrics=summary)
+        self._plot_telemetry()
+        runner.call_hook('after_test_epoch', metrics=dict(mIoU=outcome['mIoU']))
         runner.call_hook('after_test')
-        return summary
-
-    def _check_classes(self, model) -> None:
-        head = getattr(model, 'decode_head', None)
-        n_model = getattr(head, 'num_classes', None)
-        for name, ds in self.datasets.items():
-            n_data = len(ds.metainfo.get('classes', ()))
-            if n_model is not None and n_data and n_model != n_data:
-                raise ValueError(
-                    f"class-count mismatch: domain '{name}' has {n_data} classes, "
-                    f'the model head {n_model}. Use a checkpoint/config trained on '
-                    'the same label set.')
+        return outcome
 
     def _run_pass(self, pass_idx: int, round_idx: int, domain: dict,
                   progress: StreamProgress, state: Optional[dict]) -> None:
@@ -531,11 +534,9 @@ class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
         with stand_in_batch() if stand_in else contextlib.nullcontext(), \
                 step_precision(self.precision, self._device_type):
             outputs = method.step(data_batch)
-        self.results.steps += 1
-        if method.skipped_updates > skipped_before and \
-                self.results.first_skip is None:
-            self.results.first_skip = dict(round=ps.round_idx + 1,
-                                           domain=ps.name, image=done)
+        self.results.record_step(
+            method.skipped_updates > skipped_before,
+            dict(round=ps.round_idx + 1, domain=ps.name, image=done))
         if stand_in:
             outputs = []  # counts for nothing: not scored, not saved
         else:
@@ -571,10 +572,7 @@ class CTTALoop(ResumeMixin, TelemetryMixin, StreamChecksMixin, BaseLoop):
             skipped_updates=method.skipped_updates - ps.skipped0)
         if self.telemetry:
             record.update(self._pass_telemetry(n))
-        if is_main_process():
-            self.results.add(record)
-        else:
-            self.results.records.append(record)
+        self.results.records.append(record)  # written with the state below
         print_log(f'CTTA round {ps.round_idx + 1} {ps.name}: mIoU '
                   f'{record["mIoU"]:.2f} ({n} images, {record["seconds"]:.1f}s, '
                   f'{record["skipped_updates"]} skipped updates)',

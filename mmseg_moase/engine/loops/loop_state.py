@@ -7,7 +7,7 @@ settings fingerprint) and the checks of a resume (version, stream, settings;
 """
 import os.path as osp
 import random
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from mmengine.dist import all_gather_object, is_main_process
 from mmengine.logging import print_log
 
 from ...registry import METHODS
-from ...utils.dist import is_distributed
+from ...utils.dist import is_distributed, raise_rank_errors, rank_errors
 from .run_state import (fingerprint_diff, load_state_file, method_label,
                         provenance, save_state_file)
 
@@ -69,6 +69,9 @@ class ResumeMixin:
     """The state file of :class:`~.ctta_loop.CTTALoop` (its attributes:
     ``runner``, ``method``, ``results``, ``_fingerprint``, ...)."""
 
+    #: (pass, image) of the last state this process saved.
+    _saved_at: Optional[Tuple[int, int]] = None
+
     @property
     def state_path(self) -> str:
         return osp.join(self.runner.work_dir, STATE_FILE)
@@ -94,22 +97,52 @@ class ResumeMixin:
 
     def _save_state(self, pass_idx: int, image_idx: int, evaluator,
                     seconds: float, skipped_at_start: int) -> None:
-        """Write the resume state (rank 0; every rank must call it: on several
-        processes the metric results are gathered from all of them)."""
+        """Write the resume state and, at a pass end (no ``evaluator``), the
+        results tables (rank 0). Every rank must call it: on several
+        processes the metric results are gathered from all of them, and a
+        failed write (a full disk) stops every rank."""
         metric_results = gathered_results(evaluator) \
             if evaluator is not None else []
         telemetry = self._telemetry_state(evaluator is not None)
-        if not is_main_process():
-            return
-        state = dict(
-            version=STATE_VERSION, signature=self._signature(),
-            pass_idx=pass_idx, image_idx=image_idx, seconds=seconds,
-            skipped_at_start=skipped_at_start,
-            method=self.method.state_dict(),
-            metric_results=metric_results,
-            results=self.results.state_dict(), rng=rng_state(),
-            telemetry=telemetry, fingerprint=self._fingerprint)
-        save_state_file(state, self.state_path)
+        error: Optional[BaseException] = None
+        if is_main_process():
+            state = dict(
+                version=STATE_VERSION, signature=self._signature(),
+                pass_idx=pass_idx, image_idx=image_idx, seconds=seconds,
+                skipped_at_start=skipped_at_start,
+                method=self.method.state_dict(),
+                metric_results=metric_results,
+                results=self.results.state_dict(), rng=rng_state(),
+                telemetry=telemetry, fingerprint=self._fingerprint)
+            try:
+                save_state_file(state, self.state_path, self._kept())
+                self._saved_at = (pass_idx, image_idx)
+                if evaluator is None:
+                    self.results.write(kept=self._kept(tables=True))
+            except Exception as e:  # noqa: BLE001  (raised on every rank)
+                error = e
+        failures = rank_errors(error)
+        if failures:
+            raise_rank_errors(error, failures, f'saving {self.state_path}')
+
+    def _kept(self, tables: bool = False) -> str:
+        """What a failed write leaves intact and how to go on, in words."""
+        path = self.state_path
+        if self._saved_at is not None:
+            p, i = self._saved_at
+            where = (f'{path} (it continues at pass '
+                     f'{p + 1}/{self.rounds * len(self.domains)}, image {i})')
+        elif osp.isfile(path):
+            where = path
+        else:
+            return ('No resume state had been saved yet: free space and run '
+                    'the command again.')
+        if tables:
+            return (f'The resume state {where} is saved: free space and run '
+                    'the same command with --resume, which writes the tables '
+                    'again.')
+        return (f'The previous state {where} is intact: free space and run '
+                'the same command with --resume to continue from there.')
 
     def _telemetry_state(self, mid_pass: bool) -> Dict[str, Any]:
         """What a resumed pass needs to finish its telemetry: the step meter

@@ -1,5 +1,7 @@
 """Telemetry of the CTTA loop: per-step statistics, the student's own
-score beside a teacher's, and each pass's record, log line and scalars."""
+score beside a teacher's, each pass's record, log line and scalars, and the
+run's plot."""
+import os.path as osp
 from typing import Any, Dict, Sequence
 
 from mmengine.dist import is_main_process
@@ -7,6 +9,7 @@ from mmengine.logging import print_log
 from mmengine.structures import PixelData
 
 from mmseg.structures import SegDataSample
+from ...evaluation.telemetry_plot import plot_telemetry
 from ..telemetry import collect_module_telemetry
 
 
@@ -61,3 +64,12 @@ class TelemetryMixin:
             shown.insert(0, f'student_mIoU={record["student_mIoU"]:.2f}')
         if shown:
             print_log('CTTA telemetry: ' + ', '.join(shown), logger='current')
+
+    def _plot_telemetry(self) -> None:
+        """The run's telemetry along the stream, ``ctta_telemetry.png`` (rank 0)."""
+        if not self.telemetry or not is_main_process():
+            return
+        plot = osp.join(self.runner.work_dir, 'ctta_telemetry.png')
+        if plot_telemetry(self.results.records, plot,
+                          f'{self.results.method}: telemetry'):
+            print_log(f'telemetry plot: {plot}', logger='current')

@@ -4,7 +4,8 @@
   model, stream, loop options, the checkpoint's sha256, the seed), compared on
   ``--resume`` (:func:`fingerprint_diff` names what changed);
 * :func:`save_state_file` / :func:`load_state_file`: the resume state, written
-  durably (fsync before the rename) and read with an error that names the file;
+  durably (fsync before the rename; a full disk is an error naming the file and
+  what is intact) and read with an error that names the file;
 * :class:`Interrupts`: SIGTERM / SIGINT noted, so the loop saves at the next
   image boundary and exits;
 * :func:`provenance` and :func:`method_label`: where a results file came from.
@@ -20,6 +21,8 @@ import threading
 from typing import Any, Dict, List, Optional
 
 import torch
+
+from ...utils.fileio import write_atomically
 
 #: Loop options that change the numbers (others: where files go, how often
 #: the state is saved, progress output).
@@ -88,23 +91,29 @@ def fingerprint_diff(saved: Dict[str, Any], now: Dict[str, Any],
     return lines
 
 
-def save_state_file(state: Dict[str, Any], path: str) -> None:
+def _tensor_bytes(x: Any) -> int:
+    """Bytes of the tensors in nested dicts/lists (a state file's size, near)."""
+    if isinstance(x, torch.Tensor):
+        return x.numel() * x.element_size()
+    if isinstance(x, dict):
+        return sum(_tensor_bytes(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in x)
+    return 0
+
+
+def save_state_file(state: Dict[str, Any], path: str, kept: str) -> None:
     """``torch.save`` to a temporary file, fsync, then rename over ``path``:
-    a crash at any point leaves the old state or the new one, whole."""
-    tmp = path + '.tmp'
-    with open(tmp, 'wb') as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # the rename itself, on file systems that support it
-        fd = os.open(osp.dirname(osp.abspath(path)), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    a crash at any point leaves the old state or the new one, whole.
+
+    Raises:
+        FileWriteError: a full disk (checked first where the file system
+            tells its free space) or another write error, naming ``path``,
+            the cause and ``kept`` (what is intact); the temporary file is
+            removed.
+    """
+    write_atomically(path, lambda f: torch.save(state, f),
+                     _tensor_bytes(state), kept)
 
 
 def load_state_file(path: str) -> Dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Bad data in the middle of a stream: labels that do not fit their images
-or the classes, and images that do not load, named with their domain and file."""
+"""Bad data: a model head for another class count than the stream's, and in
+the middle of a stream labels that do not fit their images or the classes,
+and images that do not load, named with their domain and file."""
 
 
 class StreamDataError(ValueError):
@@ -8,6 +9,17 @@ class StreamDataError(ValueError):
 
 class StreamChecksMixin:
     """The data checks of :class:`~.ctta_loop.CTTALoop`."""
+
+    def _check_classes(self, model) -> None:
+        head = getattr(model, 'decode_head', None)
+        n_model = getattr(head, 'num_classes', None)
+        for name, ds in self.datasets.items():
+            n_data = len(ds.metainfo.get('classes', ()))
+            if n_model is not None and n_data and n_model != n_data:
+                raise ValueError(
+                    f"class-count mismatch: domain '{name}' has {n_data} classes, "
+                    f'the model head {n_model}. Use a checkpoint/config trained on '
+                    'the same label set.')
 
     def _check_batch_labels(self, data_batch: dict, domain: str, dataset) -> None:
         samples = data_batch['data_samples']
