@@ -170,7 +170,8 @@ def test_output_bytes_pinned(tmp_path, class_set):
     within a few pixels' rounding (any changed computation or random draw
     moves them further)."""
     root = str(tmp_path / 'pinned')
-    generate_synthetic_city(root, seed=0, workers=1, class_set=class_set, **SMALL)
+    generate_synthetic_city(root, seed=0, workers=1, class_set=class_set,
+                            severity='legacy', **SMALL)
     assert len(_digests(root)) == 2 * (3 + 2 + 4 * 2) + 1
     if _tree_sha256(root) in PINNED_SHA256[class_set]:
         return
@@ -188,12 +189,12 @@ def test_signature_check_catches_a_changed_scene(tmp_path):
         ref = json.load(f)['benchmark']
     root = str(tmp_path / 'other')
     generate_synthetic_city(root, seed=1, workers=1, class_set='benchmark',
-                            **SMALL)
+                            severity='legacy', **SMALL)
     other = _signature(root)
     assert len(_signature_deviations(other, ref)) >= 26
     root0 = str(tmp_path / 'same')
     generate_synthetic_city(root0, seed=0, workers=1, class_set='benchmark',
-                            **SMALL)
+                            severity='legacy', **SMALL)
     assert _signature_deviations(_signature(root0), ref) == []
     lbl = next(r for r in ref if r.endswith('labelTrainIds.png'))
     img = next(r for r in ref if r.endswith('_leftImg8bit.png'))
@@ -475,3 +476,59 @@ def test_acdc_test_split_without_labels(tmp_path):
         ACDCDataset(data_root=root,
                     data_prefix=dict(img_path='rgb_anon/snow/val',
                                      seg_map_path='gt/snow/val'))
+
+
+# -- per-condition severities ---------------------------------------------------
+CALIBRATED = dict(fog=0.05, night=0.4, rain=0.13, snow=0.03)
+
+
+def test_calibrated_severities_pinned():
+    """The benchmark's conditions: changing them re-calibrates and re-measures
+    every table, so it must be a deliberate edit of this test too."""
+    from mmseg_moase.datasets.synthetic_city.calibration import (
+        DEFAULT_PRESET, PRESETS, condition_severities)
+    assert DEFAULT_PRESET == 'calibrated'
+    assert PRESETS['calibrated'] == CALIBRATED
+    assert condition_severities() == CALIBRATED
+    assert condition_severities('legacy') == {c: 0.7 for c in CONDITIONS}
+    assert condition_severities(0.5) == {c: 0.5 for c in CONDITIONS}
+    assert condition_severities(dict(night=0.9)) == dict(CALIBRATED, night=0.9)
+
+
+@pytest.mark.parametrize('severity, message', [
+    (dict(night=1.5), r"severity of 'night' must lie in \[0, 1\], got 1.5"),
+    (dict(rain=-0.1), r"severity of 'rain' must lie in \[0, 1\], got -0.1"),
+    (dict(hail=0.2), r"unknown condition 'hail'.*'fog'"),
+    ('stormy', r"unknown conditions preset 'stormy'.*'calibrated'"),
+    (2.0, r"severity of 'fog' must lie in \[0, 1\], got 2.0"),
+])
+def test_bad_per_condition_severity_is_refused(tmp_path, severity, message):
+    from mmseg_moase.datasets.synthetic_city.calibration import \
+        condition_severities
+    with pytest.raises(ValueError, match=message):
+        condition_severities(severity)
+    with pytest.raises(ValueError, match=message):
+        generate_synthetic_city(str(tmp_path / 'x'), severity=severity, **SMALL)
+    assert not (tmp_path / 'x').exists()  # refused before anything is written
+
+
+def test_per_condition_severity_reaches_each_condition(tmp_path):
+    """Each condition's files are rendered at its own severity; meta.json
+    records the mapping (the legacy preset: the single number, as before)."""
+    sev = dict(fog=0.1, night=0.9, rain=0.4, snow=0.2)
+    root = str(tmp_path / 'percond')
+    generate_synthetic_city(root, seed=2, workers=1, severity=sev, **SMALL)
+    meta = json.load(open(osp.join(root, 'meta.json')))
+    assert meta['severity'] == sev
+    for cond in CONDITIONS:
+        img, lbl = render_item(2, cond, 1, SIZE, sev[cond])
+        other, _ = render_item(2, cond, 1, SIZE, 0.5)
+        name = f'syn_{cond}_000_frame_000001'
+        got = np.asarray(Image.open(osp.join(
+            root, 'rgb_anon', cond, 'train', f'syn_{cond}_000',
+            f'{name}_rgb_anon.png')))
+        assert np.array_equal(got, img) and not np.array_equal(got, other)
+    legacy = str(tmp_path / 'legacy')
+    generate_synthetic_city(legacy, seed=2, workers=1, severity='legacy',
+                            **SMALL)
+    assert json.load(open(osp.join(legacy, 'meta.json')))['severity'] == 0.7

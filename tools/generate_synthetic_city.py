@@ -1,7 +1,8 @@
 """Generate the synthetic city -> adverse weather benchmark.
 
     python tools/generate_synthetic_city.py OUT_DIR [--seed N] [--size H W]
-        [--num-train N] [--num-val N] [--num-target N] [--severity S]
+        [--num-train N] [--num-val N] [--num-target N]
+        [--severity calibrated|legacy|S|COND=S ...]
         [--force] [--preview PNG] [--quiet]
 
 Writes a clear-weather source set in Cityscapes layout (``leftImg8bit``,
@@ -18,6 +19,33 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmseg_moase.datasets.synthetic_city import (  # noqa: E402
     CLASS_SETS, generate_synthetic_city, render_preview)
+from mmseg_moase.datasets.synthetic_city.calibration import (  # noqa: E402
+    DEFAULT_PRESET, PRESETS)
+
+
+def parse_severity(tokens):
+    """``--severity`` tokens -> what :func:`generate_synthetic_city` takes: a
+    preset name, one number, or ``COND=S`` pairs (the others keep the default
+    preset's values)."""
+    if not tokens:
+        return None
+    if len(tokens) == 1 and '=' not in tokens[0]:
+        if tokens[0] in PRESETS:
+            return tokens[0]
+        try:
+            return float(tokens[0])
+        except ValueError:
+            raise ValueError(f'--severity {tokens[0]!r}: expected a preset '
+                             f'({", ".join(sorted(PRESETS))}), a number in '
+                             '[0, 1] or COND=S pairs') from None
+    out = {}
+    for tok in tokens:
+        cond, sep, value = tok.partition('=')
+        try:
+            out[cond] = float(value) if sep else float('nan')
+        except ValueError:
+            out[cond] = value
+    return out
 
 
 def parse_args(argv=None):
@@ -34,8 +62,13 @@ def parse_args(argv=None):
                         help='clear-weather validation images')
     parser.add_argument('--num-target', type=int, default=64,
                         help='images per adverse condition')
-    parser.add_argument('--severity', type=float, default=0.7,
-                        help='strength of the adverse conditions in [0, 1]')
+    parser.add_argument('--severity', nargs='+', metavar='S',
+                        help='strength of the adverse conditions in [0, 1]: a '
+                        f'preset ({", ".join(sorted(PRESETS))}; default '
+                        f'{DEFAULT_PRESET}: {PRESETS[DEFAULT_PRESET]}; legacy: '
+                        '0.7 everywhere, the data of the tables before '
+                        'generator 2.2.0), one number for all, or COND=S '
+                        'pairs, e.g. fog=0.3 night=0.6')
     parser.add_argument('--class-set', choices=CLASS_SETS,
                         default='benchmark',
                         help="'benchmark': 12 classes (default); 'extended': "
@@ -53,10 +86,11 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     start = time.time()
     try:
+        severity = parse_severity(args.severity)
         info = generate_synthetic_city(
             args.out_dir, seed=args.seed, size=tuple(args.size),
             num_source_train=args.num_train, num_source_val=args.num_val,
-            num_target=args.num_target, severity=args.severity,
+            num_target=args.num_target, severity=severity,
             class_set=args.class_set, force=args.force, progress=not args.quiet)
     except (FileExistsError, ValueError) as e:
         sys.exit(f'error: {e}')
@@ -65,7 +99,7 @@ def main(argv=None) -> None:
         from mmseg.datasets import CityscapesDataset
         grid = render_preview(CityscapesDataset.METAINFO['palette'],
                               seed=args.seed, size=tuple(args.size),
-                              severity=args.severity, class_set=args.class_set)
+                              severity=severity, class_set=args.class_set)
         Image.fromarray(grid).save(args.preview)
     if not args.quiet:
         what = (f'wrote {info["written"]} images' if info['written'] else

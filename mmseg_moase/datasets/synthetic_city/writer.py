@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .calibration import Severity, condition_severities, severity_record
 from .constants import CLASS_SETS, CONDITIONS, GENERATOR_VERSION
 from .scene import render_scene
 from .weather import render_weather
@@ -153,7 +154,8 @@ def generate_synthetic_city(out_root: str, seed: int = 0,
                             size: Tuple[int, int] = (128, 256),
                             num_source_train: int = 1200,
                             num_source_val: int = 50, num_target: int = 64,
-                            severity: float = 0.7, class_set: str = 'benchmark',
+                            severity: Severity = None,
+                            class_set: str = 'benchmark',
                             force: bool = False,
                             progress: bool = True,
                             workers: Optional[int] = None) -> Dict:
@@ -179,7 +181,11 @@ def generate_synthetic_city(out_root: str, seed: int = 0,
         num_source_train: Clear-weather training images.
         num_source_val: Clear-weather validation images.
         num_target: Images per adverse condition.
-        severity: Strength of the conditions in [0, 1].
+        severity: Strength of the conditions in [0, 1]: None (the calibrated
+            per-condition values), a preset name (``'calibrated'``,
+            ``'legacy'``: 0.7 everywhere, the data before generator 2.2.0), one
+            number for every condition or a mapping condition -> number
+            (:func:`~.calibration.condition_severities`).
         class_set: Which classes the scenes contain, see :func:`render_scene`.
         force: Replace an existing, different data set in ``out_root`` (its
             ``leftImg8bit``, ``gtFine``, ``rgb_anon``, ``gt`` folders and
@@ -206,15 +212,14 @@ def generate_synthetic_city(out_root: str, seed: int = 0,
                     ('num_source_val', num_source_val), ('num_target', num_target)):
         if int(n) < 0:
             raise ValueError(f'{name} must be >= 0, got {n}')
-    if not 0.0 <= float(severity) <= 1.0:
-        raise ValueError(f'severity must lie in [0, 1], got {severity}')
+    severities = condition_severities(severity)
     if class_set not in CLASS_SETS:
         raise ValueError(f'class_set must be one of {CLASS_SETS}, got {class_set!r}')
     meta = dict(generator='mmseg_moase.datasets.synthetic_city',
                 version=GENERATOR_VERSION, seed=int(seed), size=[h, w],
                 num_source_train=int(num_source_train),
                 num_source_val=int(num_source_val), num_target=int(num_target),
-                severity=float(severity), class_set=class_set,
+                severity=severity_record(severity), class_set=class_set,
                 conditions=list(CONDITIONS))
     meta_path = osp.join(out_root, 'meta.json')
     old = None
@@ -247,8 +252,9 @@ def generate_synthetic_city(out_root: str, seed: int = 0,
     items = _layout(int(num_source_train), int(num_source_val), int(num_target))
     todo = [it for it in items if not (osp.isfile(osp.join(out_root, it.img))
                                        and osp.isfile(osp.join(out_root, it.ann)))]
-    jobs = [(int(seed), it.stream, it.index, (h, w), float(severity), class_set,
-             out_root, it.img, it.ann) for it in todo]
+    jobs = [(int(seed), it.stream, it.index, (h, w),
+             severities.get(it.stream, 0.0), class_set, out_root, it.img, it.ann)
+            for it in todo]
     bar = _Progress(len(todo), progress and bool(todo), 'synthetic city')
     workers = _default_workers() if workers is None else int(workers)
     if (workers > 1 and len(jobs) > 1
@@ -271,7 +277,7 @@ def _diff(old: Dict, new: Dict) -> str:
 
 def render_preview(palette: Sequence[Sequence[int]], seed: int = 0, index: int = 0,
                    size: Tuple[int, int] = (128, 256),
-                   severity: float = 0.7,
+                   severity: Severity = None,
                    class_set: str = 'benchmark') -> np.ndarray:
     """One scene in clear weather, the four conditions and its colourised label.
 
@@ -280,7 +286,7 @@ def render_preview(palette: Sequence[Sequence[int]], seed: int = 0, index: int =
         seed: Seed of the scene (from the ``train`` stream).
         index: Index of the scene.
         size: ``(height, width)`` of each panel.
-        severity: Condition strength in [0, 1].
+        severity: Condition strengths, as :func:`generate_synthetic_city`'s.
         class_set: See :func:`render_scene`.
 
     Returns:
@@ -289,9 +295,11 @@ def render_preview(palette: Sequence[Sequence[int]], seed: int = 0, index: int =
     scene = render_scene(scene_rng(seed, 'train', index, 0), size,
                          class_set=class_set)
     panels = [('clear (source)', to_uint8(scene.image))]
+    severities = condition_severities(severity)
     for cond in CONDITIONS:
         rng = scene_rng(seed, cond, index, 1)
-        panels.append((cond, to_uint8(render_weather(scene, cond, severity, rng))))
+        panels.append((cond, to_uint8(render_weather(scene, cond,
+                                                     severities[cond], rng))))
     lut = np.zeros((256, 3), np.uint8)
     lut[:len(palette)] = np.asarray(palette, np.uint8)
     panels.append(('label', lut[scene.label]))
