@@ -62,6 +62,31 @@ def test_every_ablation_config_changes_exactly_one_option():
             parent = _parent(parent)
 
 
+@pytest.mark.parametrize('row, base, key, value', [
+    ('moase-split', 'moase', 'ctta_method.base_lr', 7.5e-6),
+    ('cotta-lr2e-4', 'cotta', 'ctta_method.optim_wrapper.optimizer.lr', 2e-4),
+])
+def test_learning_rate_rows_change_their_option_only(row, base, key, value):
+    """The learning-rate confound's rows: MoASE-split is MoASE with the
+    pre-trained weights at CoTTA's rate; CoTTA-lr2e-4 is CoTTA with MoASE's
+    optimiser (its rate and betas, nothing else)."""
+    name = '_mit-b0_3rounds_synthetic-city2weather-128x256.py'
+    a = _leaves(Config.fromfile(config_path('synthetic', row + name)).to_dict())
+    b = _leaves(Config.fromfile(config_path('synthetic', base + name)).to_dict())
+    diff = sorted(k for k in set(a) | set(b)
+                  if a.get(k) != b.get(k) and k != 'filename')
+    expected = [key]
+    if row.startswith('cotta'):  # MoASE's Adam: betas (0.9, 0.99)
+        expected.append('ctta_method.optim_wrapper.optimizer.betas')
+        assert tuple(a[expected[1]]) == (0.9, 0.99)
+    assert diff == sorted(expected)
+    assert a[key] == value
+    moase = _leaves(Config.fromfile(config_path('synthetic', 'moase' + name)
+                                    ).to_dict())
+    assert moase['ctta_method.base_lr'] == moase['ctta_method.adapter_lr'] \
+        == 2e-4  # the paper's one group
+
+
 def test_ablation_table_and_plot_from_runs(tmp_path):
     ablate = _tool('ablate_moase')
     names, _ = ablate.row_configs(['components', 'experts'])
@@ -88,7 +113,7 @@ def test_lr_and_momentum_options_per_method():
     syn = lambda m: Config.fromfile(config_path(  # noqa: E731
         'synthetic', f'{m}_mit-b0_3rounds_synthetic-city2weather-128x256.py'))
     assert sweep.lr_options(syn('moase'), 10.0) == [
-        'ctta_method.base_lr=7.5e-05', 'ctta_method.adapter_lr=0.002']
+        'ctta_method.base_lr=0.002', 'ctta_method.adapter_lr=0.002']
     assert sweep.lr_options(syn('vida'), 0.5) == [
         'ctta_method.adapter_lr=0.0001', 'ctta_method.lr=3.75e-06']
     assert sweep.lr_options(syn('cotta'), 2.0) == [
