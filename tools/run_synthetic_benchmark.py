@@ -6,7 +6,9 @@
 
 Generates the data and trains the source model when missing (both reused after),
 runs Source, NormStat, TENT, CoTTA and MoASE (and any named variant, e.g.
-``MoASE-active``) over 3 rounds of Fog -> Night -> Rain -> Snow, and writes
+``MoASE-active``, and on request ``Oracle``: the source model fine-tuned on
+labelled scenes the stream does not show, the headroom of adaptation) over 3
+rounds of Fog -> Night -> Rain -> Snow, and writes
 comparison.{md,json}, miou_stream.png and every run's ctta_results.* and
 ctta_telemetry.png under the work dir. ``--protocol long`` uses ACDC's 400 images
 per condition (its own data and work folders, the same source model).
@@ -19,7 +21,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from tools.synthetic_benchmark import (  # noqa: E402
-    METHOD_CONFIGS, PROTOCOLS, VARIANTS, run_synthetic_benchmark)
+    METHOD_CONFIGS, ORACLE, PROTOCOLS, VARIANTS, run_synthetic_benchmark)
 
 
 def main(argv=None):
@@ -32,11 +34,14 @@ def main(argv=None):
     p.add_argument('--data-root', help='default: the protocol\'s '
                    '(data/synthetic_city[_long])')
     p.add_argument('--methods', nargs='+', default=list(METHOD_CONFIGS),
-                   choices=list(METHOD_CONFIGS) + list(VARIANTS),
-                   help='methods and named variants to run')
+                   choices=list(METHOD_CONFIGS) + list(VARIANTS) + [ORACLE],
+                   help='methods and named variants to run; Oracle (not by '
+                   'default): the source model fine-tuned on labelled scenes '
+                   'of each condition that the stream does not show, the '
+                   'upper bound')
     p.add_argument('--seeds', nargs='+', type=int, default=[0],
-                   help='seeds for the adapting methods (Source and the named '
-                   'variants run the first only)')
+                   help='seeds for the adapting methods (Source, Oracle and '
+                   'the named variants run the first only)')
     p.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1),
                    help='method runs side by side, each with cores/jobs '
                    'threads (default: 2 where there are 2 cores; output then '
@@ -44,6 +49,8 @@ def main(argv=None):
     p.add_argument('--train-iters', type=int, help='override source training')
     p.add_argument('--warmup-iters', type=int,
                    help="override the length of ViDA's adapter warm-up")
+    p.add_argument('--oracle-iters', type=int,
+                   help="override the length of the Oracle's fine-tuning")
     p.add_argument('--rounds', type=int, help='override the number of rounds')
     p.add_argument('--size', nargs=2, type=int, metavar=('H', 'W'),
                    help='generated image size (default 128 256)')
@@ -69,7 +76,8 @@ def main(argv=None):
                             args.methods, args.seeds, gen, args.train_iters,
                             rounds=args.rounds, jobs=args.jobs,
                             source_dir=source_dir,
-                            warmup_iters=args.warmup_iters)
+                            warmup_iters=args.warmup_iters,
+                            oracle=dict(max_iters=args.oracle_iters))
 
 
 if __name__ == '__main__':

@@ -1,6 +1,8 @@
 """The built-in synthetic city -> weather benchmark's driver (stages and
 report), used by the tools beside it; see ``tools/run_synthetic_benchmark.py``."""
-from .report import aggregate, plot_stream, telemetry_summary, telemetry_table
+from .oracle import ORACLE_CONFIG, train_oracle
+from .report import (ORACLE, aggregate, plot_stream, telemetry_summary,
+                     telemetry_table)
 from .stages import (ADAPTING, CONFIG_DIR, DOMAINS, METHOD_CONFIGS, NO_WARMUP,
                      PROTOCOLS, ROOT, SOURCE_CONFIG, VARIANTS,
                      VIDA_WARMUP_CONFIG, class_balance_weights, method_spec,
@@ -9,7 +11,9 @@ from .stages import (ADAPTING, CONFIG_DIR, DOMAINS, METHOD_CONFIGS, NO_WARMUP,
 
 __all__ = [
     'ADAPTING', 'CONFIG_DIR', 'DOMAINS', 'METHOD_CONFIGS', 'NO_WARMUP',
-    'PROTOCOLS', 'ROOT', 'SOURCE_CONFIG', 'VARIANTS', 'VIDA_WARMUP_CONFIG',
-    'aggregate', 'class_balance_weights', 'method_spec', 'needs_vida_warmup',
-    'plot_stream', 'run_method', 'run_synthetic_benchmark',
-    'telemetry_summary', 'telemetry_table', 'train_source', 'warmup_vida']
+    'ORACLE', 'ORACLE_CONFIG', 'PROTOCOLS', 'ROOT', 'SOURCE_CONFIG',
+    'VARIANTS', 'VIDA_WARMUP_CONFIG', 'aggregate', 'class_balance_weights',
+    'method_spec', 'needs_vida_warmup', 'plot_stream', 'run_method',
+    'run_synthetic_benchmark',
+    'telemetry_summary', 'telemetry_table', 'train_oracle', 'train_source',
+    'warmup_vida']

@@ -6,6 +6,9 @@ import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Sequence
 
+#: The headroom row's name (not a method; see ``.oracle``).
+ORACLE = 'Oracle'
+
 
 def host_line(res: Dict) -> str:
     """The machine a run was measured on, from its provenance."""
@@ -76,6 +79,16 @@ def aggregate(runs: Dict[str, List[Dict]], out_dir: str,
     lines.append(f"Source model: clean val mIoU {source_summary['clean_val_mIoU']:.2f}"
                  + (f"; ViDA's warmed-up start: {warm['clean_val_mIoU']:.2f}"
                     if warm else '') + '; ± is the population std over seeds.')
+    if ORACLE in table:
+        fine = source_summary.get('oracle')
+        how = (f"{fine['oracle_data']['num_per_condition']} other labelled "
+               "scenes per condition (none of the stream's; "
+               f"{fine['iterations']} iterations, clean val mIoU "
+               f"{fine['clean_val_mIoU']:.2f})" if fine else
+               "other labelled scenes of each condition (none of the stream's)")
+        lines.append('Oracle is not an adaptation method: the source model '
+                     f'fine-tuned on {how}, an upper bound of what adapting '
+                     'could gain.')
     hosts = sorted({host_line(r) for seed_runs in runs.values()
                     for r in seed_runs})
     lines.append(f"Measured on: {'; '.join(hosts)}. Another kind of CPU can give "
@@ -166,7 +179,8 @@ def plot_stream(table: Dict, domains: Sequence[str], n_rounds: int, path: str,
     fig, ax = plt.subplots(figsize=(max(6, len(keys) * 0.7), 4))
     for m, t in table.items():
         ys = [t['passes'][k]['mean'] for k in keys]
-        ax.plot(x, ys, marker='o', label=f"{m} ({t['mean_mIoU']:.1f})")
+        ax.plot(x, ys, marker='o', ls='--' if m == ORACLE else '-',
+                label=f"{m} ({t['mean_mIoU']:.1f})")
         if t['seeds'] > 1:
             lo = [min(t['passes'][k]['runs']) for k in keys]
             hi = [max(t['passes'][k]['runs']) for k in keys]
