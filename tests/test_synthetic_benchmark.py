@@ -21,8 +21,12 @@ def test_miniature_benchmark_writes_table_json_and_plot(tmp_path):
         work_root=work, data_root=str(tmp_path / 'data'),
         generator=dict(size=(64, 128), num_source_train=4, num_source_val=2,
                        num_target=1, workers=1, progress=False),
-        train_iters=2, train_batch_size=2, rounds=1, jobs=2, warmup_iters=2)
-    assert set(payload['methods']) == set(METHOD_CONFIGS)
+        train_iters=2, train_batch_size=2, rounds=1, jobs=2, warmup_iters=2,
+        methods=[*METHOD_CONFIGS, 'Oracle'], oracle=dict(max_iters=2))
+    # Every method, the learning-rate rows (MoASE-split, CoTTA-lr2e-4) and
+    # the Oracle's headroom.
+    assert set(payload['methods']) == {*METHOD_CONFIGS, 'Oracle'}
+    assert {'MoASE-split', 'CoTTA-lr2e-4'} <= set(METHOD_CONFIGS)
     # ViDA ran from the warm-up checkpoint, the others from the source model.
     warm = payload['source_model']['vida_warmup']
     assert warm['iterations'] == 2 and osp.isfile(warm['checkpoint'])
@@ -129,6 +133,17 @@ def test_protocols_and_variants():
     loss = Config.fromfile(SOURCE_CONFIG).model.decode_head.loss_decode
     assert loss.type == 'WeightedCrossEntropyLoss'
     assert len(loss.class_weight) == 19 and min(loss.class_weight) > 0.1
+    # The conditions: calibrated (photometric augmentation in the source
+    # training) and legacy (the earlier tables' data and recipe).
+    from tools.synthetic_benchmark import CONDITIONS, DEFAULT_METHODS
+
+    def pmd(cfg):
+        return any(t['type'] == 'PhotoMetricDistortion' for t in
+                   Config.fromfile(cfg).train_dataloader.dataset.pipeline)
+    assert pmd(CONDITIONS['calibrated']['source_config'])
+    assert not pmd(CONDITIONS['legacy']['source_config'])
+    assert CONDITIONS['legacy']['severity'] == 'legacy'
+    assert {'CoTTA-lr2e-4', 'MoASE', 'Oracle'} <= set(DEFAULT_METHODS)
     with pytest.raises(ValueError, match='unknown method'):
         method_spec('MoASE-typo')
     with pytest.raises(ValueError, match='unknown method'):

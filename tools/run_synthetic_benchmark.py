@@ -21,7 +21,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from tools.synthetic_benchmark import (  # noqa: E402
-    METHOD_CONFIGS, ORACLE, PROTOCOLS, VARIANTS, run_synthetic_benchmark)
+    CONDITIONS, DEFAULT_METHODS, METHOD_CONFIGS, ORACLE, PROTOCOLS, VARIANTS,
+    run_synthetic_benchmark)
 
 
 def main(argv=None):
@@ -33,7 +34,15 @@ def main(argv=None):
                    '(work_dirs/synthetic_benchmark[_long])')
     p.add_argument('--data-root', help='default: the protocol\'s '
                    '(data/synthetic_city[_long])')
-    p.add_argument('--methods', nargs='+', default=list(METHOD_CONFIGS),
+    p.add_argument('--conditions', choices=list(CONDITIONS),
+                   default='calibrated',
+                   help="'calibrated' (default): per-condition severities "
+                   'and a source model trained with PhotoMetricDistortion; '
+                   "'legacy': the conditions and source recipe of the tables "
+                   'before them (severity 0.7, no photometric augmentation), '
+                   'in their own folders (data/synthetic_city_legacy, '
+                   'work_dirs/synthetic_benchmark_legacy)')
+    p.add_argument('--methods', nargs='+', default=list(DEFAULT_METHODS),
                    choices=list(METHOD_CONFIGS) + list(VARIANTS) + [ORACLE],
                    help='methods and named variants to run; Oracle (not by '
                    'default): the source model fine-tuned on labelled scenes '
@@ -60,24 +69,28 @@ def main(argv=None):
                    help='images per condition (default: the protocol\'s)')
     args = p.parse_args(argv)
     proto = PROTOCOLS[args.protocol]
-    gen = dict(num_target=proto['num_target'])
+    cond = CONDITIONS[args.conditions]
+    gen = dict(num_target=proto['num_target'], severity=cond['severity'])
     if args.size:
         gen['size'] = tuple(args.size)
     for key, name in (('num_train', 'num_source_train'),
                       ('num_val', 'num_source_val'), ('num_target', 'num_target')):
         if getattr(args, key) is not None:
             gen[name] = getattr(args, key)
-    work = args.work_dir or proto['work_root']
+    work = args.work_dir or proto['work_root'] + cond['suffix']
     source_dir = None
     if args.protocol != 'default' and not args.work_dir:
         # Same source data, same recipe: share the default protocol's model.
-        source_dir = osp.join(PROTOCOLS['default']['work_root'], 'source_model')
-    run_synthetic_benchmark(work, args.data_root or proto['data_root'],
+        source_dir = osp.join(
+            PROTOCOLS['default']['work_root'] + cond['suffix'], 'source_model')
+    run_synthetic_benchmark(work,
+                            args.data_root or proto['data_root'] + cond['suffix'],
                             args.methods, args.seeds, gen, args.train_iters,
                             rounds=args.rounds, jobs=args.jobs,
                             source_dir=source_dir,
                             warmup_iters=args.warmup_iters,
-                            oracle=dict(max_iters=args.oracle_iters))
+                            oracle=dict(max_iters=args.oracle_iters),
+                            source_config=cond['source_config'])
 
 
 if __name__ == '__main__':

@@ -3,14 +3,16 @@ report), used by the tools beside it; see ``tools/run_synthetic_benchmark.py``."
 from .oracle import ORACLE_CONFIG, train_oracle
 from .report import (ORACLE, aggregate, plot_stream, telemetry_summary,
                      telemetry_table)
-from .stages import (ADAPTING, CONFIG_DIR, DOMAINS, METHOD_CONFIGS, NO_WARMUP,
+from .stages import (ADAPTING, CONDITIONS, CONFIG_DIR, DEFAULT_METHODS,
+                     DOMAINS, METHOD_CONFIGS, NO_WARMUP,
                      PROTOCOLS, ROOT, SOURCE_CONFIG, VARIANTS,
                      VIDA_WARMUP_CONFIG, class_balance_weights, method_spec,
                      needs_vida_warmup, run_method, run_synthetic_benchmark,
                      train_source, warmup_vida)
 
 __all__ = [
-    'ADAPTING', 'CONFIG_DIR', 'DOMAINS', 'METHOD_CONFIGS', 'NO_WARMUP',
+    'ADAPTING', 'CONDITIONS', 'CONFIG_DIR', 'DEFAULT_METHODS', 'DOMAINS',
+    'METHOD_CONFIGS', 'NO_WARMUP',
     'ORACLE', 'ORACLE_CONFIG', 'PROTOCOLS', 'ROOT', 'SOURCE_CONFIG',
     'VARIANTS', 'VIDA_WARMUP_CONFIG', 'aggregate', 'class_balance_weights',
     'method_spec', 'needs_vida_warmup', 'plot_stream', 'run_method',
