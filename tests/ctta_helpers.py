@@ -1,4 +1,5 @@
 """Tiny CTTA set-ups for tests: fabricated domains, a tiny SegFormer, config files."""
+import json
 import os.path as osp
 import textwrap
 from typing import Sequence
@@ -113,3 +114,15 @@ def setup_run(tmp_path, method: str, domains=('fog', 'night'), rounds: int = 1,
                               seed=seed)
     return cfg, dict(data=data, config=config, ckpt=ckpt,
                      work=str(tmp_path / work))
+
+
+def read_results(work: str) -> dict:
+    """A run's ``ctta_results.json``."""
+    with open(osp.join(work, 'ctta_results.json')) as f:
+        return json.load(f)
+
+
+def pass_table(work: str) -> list:
+    """(round, domain, mIoU, per-class IoU) of every pass of a run."""
+    return [(p['round'], p['domain'], p['mIoU'], p['per_class_iou'])
+            for p in read_results(work)['passes']]

@@ -18,6 +18,7 @@ from mmengine.runner import Runner
 from mmseg_moase.apis import prepare_ctta_config
 
 from conftest import ROOT
+from ctta_helpers import pass_table, read_results
 from ctta_helpers import make_domains, save_source_checkpoint, setup_run, \
     write_config
 
@@ -31,14 +32,7 @@ def _run(cfg):
     return runner
 
 
-def _results(work):
-    with open(osp.join(work, 'ctta_results.json')) as f:
-        return json.load(f)
-
-
-def _table(work):
-    return [(p['round'], p['domain'], p['mIoU'], p['per_class_iou'])
-            for p in _results(work)['passes']]
+_results, _table = read_results, pass_table
 
 
 def _stream(tmp_path, method='CoTTA', rounds=1, num=3, extra=''):

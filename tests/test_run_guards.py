@@ -22,7 +22,8 @@ from mmseg_moase.utils.fileio import FileWriteError, write_atomically
 from tools import test_ctta
 
 from conftest import ROOT
-from ctta_helpers import make_domains, save_source_checkpoint, write_config
+from ctta_helpers import (make_domains, pass_table, read_results,
+                          save_source_checkpoint, write_config)
 
 TOOL = osp.join(ROOT, 'tools', 'test_ctta.py')
 ENV = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
@@ -55,14 +56,7 @@ def _files(work):
     return out
 
 
-def _results(work):
-    with open(osp.join(work, 'ctta_results.json')) as f:
-        return json.load(f)
-
-
-def _table(work):
-    return [(p['round'], p['domain'], p['mIoU'], p['per_class_iou'])
-            for p in _results(work)['passes']]
+_results, _table = read_results, pass_table
 
 
 # ----------------------------------------------------- two runs, one work dir
