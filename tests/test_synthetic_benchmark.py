@@ -79,7 +79,8 @@ def test_miniature_benchmark_writes_table_json_and_plot(tmp_path):
         work_root=work, data_root=str(tmp_path / 'data'),
         generator=dict(size=(64, 128), num_source_train=4, num_source_val=2,
                        num_target=1, workers=1, progress=False),
-        train_iters=2, train_batch_size=2, rounds=1, warmup_iters=2)
+        train_iters=2, train_batch_size=2, rounds=1, warmup_iters=2,
+        methods=[*METHOD_CONFIGS, 'Oracle'], oracle=dict(max_iters=2))
     assert again['methods'] == payload['methods']
     assert [os.path.getmtime(f) for f in outputs] == stamps
 
