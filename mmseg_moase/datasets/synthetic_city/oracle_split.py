@@ -17,7 +17,8 @@ from typing import Dict, Optional
 
 from .calibration import condition_severities, severity_record
 from .constants import CONDITIONS, GENERATOR_VERSION
-from .writer import _FRAMES_PER_SEQUENCE, _diff, _save_png, render_item
+from .writer import (_FRAMES_PER_SEQUENCE, _diff, _save_png, read_meta,
+                     render_item)
 
 #: First scene index of the oracle split in each condition's RNG stream; far
 #: above any stream length (ACDC's protocol: 400 per condition).
@@ -103,13 +104,7 @@ def generate_oracle_split(data_root: str, out_root: Optional[str] = None,
                 index_offset=INDEX_OFFSET,
                 num_per_condition=int(num_per_condition))
     meta_path = osp.join(out_root, 'meta.json')
-    old = None
-    if osp.isfile(meta_path):
-        try:
-            with open(meta_path) as f:
-                old = json.load(f)
-        except (OSError, ValueError):  # unreadable: not a split of these args
-            old = None
+    old = read_meta(meta_path)
     if osp.isdir(out_root) and os.listdir(out_root) and old != meta:
         if (old or {}).get('generator') != meta['generator']:
             raise FileExistsError(

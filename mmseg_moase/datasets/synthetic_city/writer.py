@@ -222,13 +222,7 @@ def generate_synthetic_city(out_root: str, seed: int = 0,
                 severity=severity_record(severity), class_set=class_set,
                 conditions=list(CONDITIONS))
     meta_path = osp.join(out_root, 'meta.json')
-    old = None
-    if osp.isfile(meta_path):
-        try:
-            with open(meta_path) as f:
-                old = json.load(f)
-        except (OSError, ValueError):
-            old = None
+    old = read_meta(meta_path)
     if osp.isdir(out_root) and os.listdir(out_root):
         if old != meta:
             if not force:
@@ -268,6 +262,18 @@ def generate_synthetic_city(out_root: str, seed: int = 0,
             _write_item(job)
             bar.update()
     return dict(meta, written=len(todo))
+
+
+def read_meta(path: str) -> Optional[Dict]:
+    """A data set's ``meta.json``, or None when missing or unreadable (then it
+    is not a set made with any arguments)."""
+    if not osp.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def _diff(old: Dict, new: Dict) -> str:
