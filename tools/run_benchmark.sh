@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up the pinned environment and run the main job: the synthetic
-# city -> weather CTTA benchmark (Source, NormStat, TENT, CoTTA, MoASE).
+# city -> weather CTTA benchmark (the default rows of
+# tools/synthetic_benchmark/stages.py: DEFAULT_METHODS). Arguments go to
+# tools/run_synthetic_benchmark.py.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/tools/setup_env.sh"
