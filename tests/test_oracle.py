@@ -108,7 +108,7 @@ def test_miniature_benchmark_writes_the_oracle_row(tmp_path):
     for name, ckpt in (('oracle', oracle), ('source', source)):
         with open(osp.join(work, name, 'seed0', 'ctta_results.json')) as f:
             assert json.load(f)['provenance']['checkpoint'] == ckpt
-    a, b = (torch.load(f, map_location='cpu', weights_only=False)['state_dict']
+    a, b = (torch.load(f, map_location='cpu', weights_only=True)['state_dict']
             for f in (source, oracle))
     assert a.keys() == b.keys()
     assert any(not torch.equal(a[k], b[k]) for k in a)

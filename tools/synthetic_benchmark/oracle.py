@@ -6,10 +6,10 @@ Its checkpoint is scored on the stream with Source's config (no adaptation),
 as the ``Oracle`` row: how much any adaptation could gain. Not a method.
 """
 import os.path as osp
-import time
 from typing import Dict, Optional
 
-from .stages import CONFIG_DIR, _log, _saved_summary, _write_summary
+from .stages import (CONFIG_DIR, _log, _saved_summary, _write_summary,
+                     run_from_source, source_loss_option)
 
 ORACLE_CONFIG = osp.join(
     CONFIG_DIR, 'oracle-finetune_mit-b0_synthetic-city2weather-128x256.py')
@@ -39,7 +39,7 @@ def train_oracle(source: Dict, data_root: str, work_dir: str,
         ``checkpoint``, ``iterations``, ``source_checkpoint``, ``oracle_data``
         (the split's meta), ``oracle_root``, ``clean_val_mIoU``, ``seconds``.
     """
-    from mmseg_moase.apis.warmup import prepare_warmup_config, run_warmup
+    from mmseg_moase.apis.warmup import prepare_warmup_config
     from mmseg_moase.datasets.synthetic_city.oracle_split import \
         generate_oracle_split
     split_meta = generate_oracle_split(data_root, oracle_root,
@@ -56,9 +56,7 @@ def train_oracle(source: Dict, data_root: str, work_dir: str,
         return summary
     opts = {f'{k}.dataset.data_root': data_root
             for k in ('val_dataloader', 'test_dataloader')}
-    opts['model.decode_head.loss_decode'] = dict(
-        _delete_=True, type='WeightedCrossEntropyLoss',
-        class_weight=source['class_weight'])
+    opts['model.decode_head.loss_decode'] = source_loss_option(source)
     # The warm-up machinery: the source weights through the config's
     # SourceWeightsHook, the schedule cut to max_iters, the clean val score.
     cfg = prepare_warmup_config(ORACLE_CONFIG, source['checkpoint'], work_dir,
@@ -68,15 +66,10 @@ def train_oracle(source: Dict, data_root: str, work_dir: str,
     _log(f'oracle: fine-tuning the source model on {oracle_root} '
          f'({num_per_condition} labelled scenes per condition, none of the '
          f"stream's), {cfg.train_cfg.max_iters} iterations -> {work_dir}")
-    t0 = time.perf_counter()
-    out = run_warmup(cfg)
-    secs = time.perf_counter() - t0
-    summary = dict(checkpoint=out['checkpoint'], iterations=out['iterations'],
-                   source_checkpoint=source['checkpoint'],
-                   oracle_data=split_meta, oracle_root=oracle_root,
-                   clean_val_mIoU=out['metrics'].get('mIoU', float('nan')),
-                   seconds=round(secs, 1))
+    summary = dict(run_from_source(cfg, source), oracle_data=split_meta,
+                   oracle_root=oracle_root)
     _write_summary(summary_path, summary)
     _log(f'oracle model: clean val mIoU {summary["clean_val_mIoU"]:.2f} '
-         f'(source {source["clean_val_mIoU"]:.2f}) after {secs / 60:.1f} min')
+         f'(source {source["clean_val_mIoU"]:.2f}) after '
+         f'{summary["seconds"] / 60:.1f} min')
     return summary

@@ -247,27 +247,40 @@ def warmup_vida(source: Dict, data_root: str, work_dir: str,
              f'mIoU {summary["clean_val_mIoU"]:.2f}); delete {work_dir} '
              'to redo it')
         return summary
-    from mmseg_moase.apis.warmup import prepare_warmup_config, run_warmup
+    from mmseg_moase.apis.warmup import prepare_warmup_config
     opts = {f'{k}.dataset.data_root': data_root
             for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
-    opts['model.decode_head.loss_decode'] = dict(
-        _delete_=True, type='WeightedCrossEntropyLoss',
-        class_weight=source['class_weight'])
+    opts['model.decode_head.loss_decode'] = source_loss_option(source)
     cfg = prepare_warmup_config(VIDA_WARMUP_CONFIG, source['checkpoint'],
                                 work_dir, max_iters, cfg_options=opts)
     _log(f'ViDA warm-up: {cfg.train_cfg.max_iters} iterations, adapters only '
          f'-> {work_dir}')
-    t0 = time.perf_counter()
-    out = run_warmup(cfg)
-    secs = time.perf_counter() - t0
-    summary = dict(checkpoint=out['checkpoint'], iterations=out['iterations'],
-                   source_checkpoint=source['checkpoint'],
-                   clean_val_mIoU=out['metrics'].get('mIoU', float('nan')),
-                   seconds=round(secs, 1))
+    summary = run_from_source(cfg, source)
     _write_summary(summary_path, summary)
     _log(f'ViDA warm-up: clean val mIoU {summary["clean_val_mIoU"]:.2f} '
-         f'(source {source["clean_val_mIoU"]:.2f}) after {secs / 60:.1f} min')
+         f'(source {source["clean_val_mIoU"]:.2f}) after '
+         f'{summary["seconds"] / 60:.1f} min')
     return summary
+
+
+def source_loss_option(source: Dict) -> Dict:
+    """The decode loss of a training that starts from the source model: its
+    class-balanced cross-entropy with the source model's class weights."""
+    return dict(_delete_=True, type='WeightedCrossEntropyLoss',
+                class_weight=source['class_weight'])
+
+
+def run_from_source(cfg, source: Dict) -> Dict:
+    """Run a training prepared by ``prepare_warmup_config`` (the source
+    weights through ``SourceWeightsHook``); its summary: checkpoint,
+    iterations, source checkpoint, clean val mIoU, seconds."""
+    from mmseg_moase.apis.warmup import run_warmup
+    t0 = time.perf_counter()
+    out = run_warmup(cfg)
+    return dict(checkpoint=out['checkpoint'], iterations=out['iterations'],
+                source_checkpoint=source['checkpoint'],
+                clean_val_mIoU=out['metrics'].get('mIoU', float('nan')),
+                seconds=round(time.perf_counter() - t0, 1))
 
 
 def run_method(method: str, checkpoint: str, work_dir: str, seed: int,
