@@ -38,7 +38,8 @@ tta_pipeline = [
 '''
 
 METHOD_BASE = dict(Source='source', NormStat='norm_stat', TENT='tent',
-                   CoTTA='cotta', MoASE='moase', ViDA='vida')
+                   CoTTA='cotta', MoASE='moase', ViDA='vida',
+                   **{'MoASE++': 'moase_pp'})
 
 # The tiny model's backbone with ViDA adapters (high rank 8: wider than the
 # tiny model's first stages, as 128 is wider than MiT-B0's).
@@ -57,7 +58,7 @@ def write_config(path: str, data_root: str, method: str,
                  domains: Sequence[str] = ('fog', 'night'), rounds: int = 1,
                  moase: bool = None, extra: str = '') -> str:
     """A CTTA config file inheriting the real model and method bases."""
-    moase = method == 'MoASE' if moase is None else moase
+    moase = method.startswith('MoASE') if moase is None else moase
     model_base = ('_base_/models/segformer_mit-b0_moase.py' if moase else
                   'mmseg::segformer/segformer_mit-b0_8xb1-160k_cityscapes-'
                   '1024x1024.py')
@@ -125,4 +126,16 @@ def read_results(work: str) -> dict:
 def pass_table(work: str) -> list:
     """(round, domain, mIoU, per-class IoU) of every pass of a run."""
     return [(p['round'], p['domain'], p['mIoU'], p['per_class_iou'])
+            for p in read_results(work)['passes']]
+
+
+def resume_table(work: str, telemetry=('loss.', 'drift.')) -> list:
+    """What a resumed run must reproduce of an uninterrupted one: per pass the
+    mIoU, per-class IoU, the student's mIoU and the telemetry entries starting
+    with ``telemetry`` (module statistics of a pass resumed mid-way cover only
+    the images after the resume, so they are left out by default)."""
+    return [(p['round'], p['domain'], p['mIoU'], p['per_class_iou'],
+             p['student_mIoU'],
+             {k: v for k, v in p['telemetry'].items()
+              if k.startswith(tuple(telemetry))})
             for p in read_results(work)['passes']]

@@ -37,3 +37,39 @@ def load_results(path: str) -> dict:
         p['per_class_iou'] = {k: float('nan') if v is None else v
                               for k, v in p.get('per_class_iou', {}).items()}
     return res
+
+
+def assert_plot(path: str, min_size: Sequence[int] = (300, 200),
+                min_colour_share: float = 0.002) -> None:
+    """``path`` is a drawn plot: a PNG that decodes, at least ``min_size``
+    (width, height) pixels, with ink (over 1% of the pixels not white) and
+    plotted data (over ``min_colour_share`` of the pixels coloured: the axes,
+    ticks and text of an empty figure are black and grey only)."""
+    with Image.open(path) as img:
+        assert img.format == 'PNG', (path, img.format)
+        assert img.size[0] >= min_size[0] and img.size[1] >= min_size[1], \
+            (path, img.size)
+        rgb = np.asarray(img.convert('RGB')).astype(np.int16)
+    ink = float((rgb.min(axis=-1) < 245).mean())
+    colour = float((rgb.max(axis=-1) - rgb.min(axis=-1) > 60).mean())
+    assert ink > 0.01, f'{path}: blank ({ink:.2%} of the pixels not white)'
+    assert colour > min_colour_share, \
+        f'{path}: no plotted data ({colour:.3%} of the pixels coloured)'
+
+
+def count_python_launches(monkeypatch) -> list:
+    """Record every Python process started through ``subprocess.run`` (a
+    tool run such as ``tools/test_ctta.py``, a training stage) from now to
+    the end of the test; returns the list their command lines are added to.
+    """
+    import subprocess
+    import sys
+    launches: list = []
+    run = subprocess.run
+
+    def counting_run(cmd, *args, **kwargs):
+        if isinstance(cmd, (list, tuple)) and cmd and cmd[0] == sys.executable:
+            launches.append(list(cmd))  # list.append: safe from any thread
+        return run(cmd, *args, **kwargs)
+    monkeypatch.setattr(subprocess, 'run', counting_run)
+    return launches

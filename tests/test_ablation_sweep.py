@@ -4,7 +4,6 @@ import glob
 import hashlib
 import importlib.util
 import json
-import os
 import os.path as osp
 
 import pytest
@@ -12,6 +11,7 @@ from mmengine.config import Config
 
 from conftest import ROOT, config_path
 from ctta_helpers import make_domains, save_source_checkpoint, write_config
+from helpers import assert_plot, count_python_launches
 
 
 def _tool(name):
@@ -43,7 +43,7 @@ def _parent(path):
 
 def test_every_ablation_config_changes_exactly_one_option():
     files = sorted(glob.glob(config_path('synthetic', 'ablation', '*.py')))
-    assert len(files) == 13
+    assert len(files) == 14
     ablate = _tool('ablate_moase')
     _, configs = ablate.row_configs(list(ablate.SUITES))
     assert sorted(configs.values()) == files  # every row has its config
@@ -62,6 +62,17 @@ def test_every_ablation_config_changes_exactly_one_option():
             parent = _parent(parent)
 
 
+def _resolved_leaves(path):
+    """A config's leaves with its method's options as the run resolves them:
+    the class's defaults, its default optimiser, then the config's values."""
+    import mmseg_moase  # noqa: F401  (registers the methods)
+    from mmseg_moase.methods.builder import method_defaults, resolve_method_cfg
+    cfg = Config.fromfile(path)
+    method = resolve_method_cfg(cfg.ctta_method)
+    cfg.ctta_method = {**method_defaults(method['type']), **method}
+    return _leaves(cfg.to_dict())
+
+
 @pytest.mark.parametrize('row, base, key, value', [
     ('moase-split', 'moase', 'ctta_method.base_lr', 7.5e-6),
     ('cotta-lr2e-4', 'cotta', 'ctta_method.optim_wrapper.optimizer.lr', 2e-4),
@@ -71,8 +82,8 @@ def test_learning_rate_rows_change_their_option_only(row, base, key, value):
     pre-trained weights at CoTTA's rate; CoTTA-lr2e-4 is CoTTA with MoASE's
     optimiser (its rate and betas, nothing else)."""
     name = '_mit-b0_3rounds_synthetic-city2weather-128x256.py'
-    a = _leaves(Config.fromfile(config_path('synthetic', row + name)).to_dict())
-    b = _leaves(Config.fromfile(config_path('synthetic', base + name)).to_dict())
+    a = _resolved_leaves(config_path('synthetic', row + name))
+    b = _resolved_leaves(config_path('synthetic', base + name))
     diff = sorted(k for k in set(a) | set(b)
                   if a.get(k) != b.get(k) and k != 'filename')
     expected = [key]
@@ -81,8 +92,7 @@ def test_learning_rate_rows_change_their_option_only(row, base, key, value):
         assert tuple(a[expected[1]]) == (0.9, 0.99)
     assert diff == sorted(expected)
     assert a[key] == value
-    moase = _leaves(Config.fromfile(config_path('synthetic', 'moase' + name)
-                                    ).to_dict())
+    moase = _resolved_leaves(config_path('synthetic', 'moase' + name))
     assert moase['ctta_method.base_lr'] == moase['ctta_method.adapter_lr'] \
         == 2e-4  # the paper's one group
 
@@ -105,7 +115,7 @@ def test_ablation_table_and_plot_from_runs(tmp_path):
     assert '| 0.25 |' in md  # mean dead share over the experts
     path = str(tmp_path / 'a.png')
     ablate.plot_ablation(payload, ['components', 'experts'], path)
-    assert os.path.getsize(path) > 5000
+    assert_plot(path)
 
 
 def test_lr_and_momentum_options_per_method():
@@ -127,7 +137,8 @@ def test_lr_and_momentum_options_per_method():
     assert sweep.select({0.1: 20.0, 1.0: 21.5, 10.0: 21.5}) == 1.0
 
 
-def test_sweep_selects_on_validation_and_writes_both_tables(tmp_path):
+def test_sweep_selects_on_validation_and_writes_both_tables(tmp_path,
+                                                           monkeypatch):
     """TENT at two learning-rate factors on a 2-image-per-domain stream: the
     selection is the validation argmax, both test rows are written, and a
     second call reruns nothing."""
@@ -147,6 +158,7 @@ def test_sweep_selects_on_validation_and_writes_both_tables(tmp_path):
             *opts(val), '--test-options', *opts(test), '--work-dir', work,
             '--jobs', '1']
     sweep = _tool('sweep_ctta')
+    launches = count_python_launches(monkeypatch)
     sweep.main(argv)
     out = json.load(open(osp.join(work, 'sweep.json')))
     r = out['methods']['tent']
@@ -156,7 +168,7 @@ def test_sweep_selects_on_validation_and_writes_both_tables(tmp_path):
     md = open(osp.join(work, 'sweep.md')).read()
     assert '| TENT | config | 1 |' in md
     assert f"| TENT | selected | {r['selected_value']:g} |" in md
-    assert osp.getsize(osp.join(work, 'sweep.png')) > 5000
+    assert_plot(osp.join(work, 'sweep.png'))
     for stream, tag in (('val', 'lr1'), ('val', 'lr3000'), ('test', 'lr1')):
         res = osp.join(work, 'tent', stream, tag, 'ctta_results.json')
         assert osp.isfile(res)
@@ -164,11 +176,15 @@ def test_sweep_selects_on_validation_and_writes_both_tables(tmp_path):
         cfg_dump = glob.glob(osp.join(work, 'tent', stream, tag, '*.py'))
         text = open(cfg_dump[0]).read() if cfg_dump else ''
         assert (test if stream == 'test' else val) in text
-    stamp = os.path.getmtime(osp.join(work, 'tent', 'val', 'lr1',
-                                      'ctta_results.json'))
+    # One tools/test_ctta.py run per (stream, value), none again on a
+    # second call.
+    runs = sorted(glob.glob(osp.join(work, 'tent', '*', '*',
+                                     'ctta_results.json')))
+    assert len(launches) == len(runs) >= 3
+    assert all(c[1].endswith('test_ctta.py') for c in launches)
+    launches.clear()
     sweep.main(argv)
-    assert os.path.getmtime(osp.join(work, 'tent', 'val', 'lr1',
-                                     'ctta_results.json')) == stamp
+    assert launches == []
     with pytest.raises(SystemExit, match='validation stream'):
         sweep.main([f'{config}={ckpt}', '--work-dir', work])
 

@@ -28,8 +28,8 @@ from mmseg.registry import DATASETS, MODELS
 from mmseg_moase.apis import prepare_ctta_config, run_ctta
 from mmseg_moase.methods.base import BaseCTTAMethod, split_views
 from mmseg_moase.models.checkpoint_convert import convert_nvlabs_segformer
-from mmseg_moase.utils import checkpoint as ckpt_mod
-from mmseg_moase.utils.checkpoint import load_source_checkpoint
+from mmseg_moase.models.checkpoints import loading as ckpt_mod
+from mmseg_moase.models.checkpoints.loading import load_source_checkpoint
 
 from conftest import ROOT
 from ctta_helpers import make_domains, write_config
@@ -484,7 +484,8 @@ def test_missing_label_and_empty_domain(tmp_path, capsys):
     assert rows[3:] == [['rain', '3', '2', '1'], ['snow', '0', '0', '0']]
     assert "domain 'rain': 1 of 3 images have no label file" in cap.err
     assert lbl in cap.err and 'gt_trainval.zip' in cap.err
-    assert "domain 'snow': no images matching '*_rgb_anon.png'" in cap.err
+    assert "domain 'snow' has no images: nothing matches '*_rgb_anon.png'" \
+        in cap.err
     assert '2 of 4 domain(s)' in cap.err
     reports = check_data.check_config(
         config, {'ctta_stream.dataloader.dataset.data_root': data})

@@ -71,7 +71,7 @@ def test_defaults_follow_spec():
     assert a.sdd_ratios == [0.25, 0.5, 0.25, 0.5]
     assert (a.sdd_scope, a.eta, a.dag_input, a.asg_grad, a.scale) == (
         'token', 0.1, 'low', 'none', 0.8)
-    assert a.sdd_ranking == 'active'  # by measurement (README, Live experts)
+    assert a.sdd_ranking == 'active'  # by measurement (docs/results.md, Live experts)
     assert default_sdd_experts(2) == (['smallest', 'largest'], [0.25, 0.25])
 
 
@@ -123,14 +123,15 @@ def _reference_sdd(z, ratio, direction, scope, ranking):
 @pytest.mark.parametrize('ranking', ['all', 'active'])
 @pytest.mark.parametrize('scope', ['token', 'sample'])
 def test_adapter_output_matches_per_expert_reference(scope, ranking):
-    """Stacked implementation vs. a plain loop over experts written from the spec."""
+    """Stacked implementation vs. a plain loop over experts written from the
+    method's equations."""
     a = _adapter(sdd_scope=scope, sdd_ranking=ranking, scale=0.7)
     with torch.no_grad():
         a.experts.up_weight.normal_()
         a.experts.up_bias.normal_()
         a.experts.down_bias.normal_()
     x = torch.randn(2, 6, 16)
-    # Keep ratios and routing weights from the spec, not from the adapter's
+    # Keep ratios and routing weights from the equations, not from the adapter's
     # own helpers: p_i = q_i + eta * mean(softmax(W_a x + b_a)_i) and
     # phi = softmax(W_d SDD_1/2(x) + b_d), SDD keeping each token's weakest half.
     p = torch.tensor([0.25, 0.5, 0.25, 0.5]) + 0.1 * F.softmax(

@@ -29,7 +29,7 @@ from mmseg.structures import SegDataSample
 from mmseg_moase.models.checkpoint_convert import (
     apply_nvlabs_layernorm_eps, check_converted_fits_model,
     convert_nvlabs_segformer, detect_nvlabs_layout, mit_arch, mit_variant)
-from mmseg_moase.utils.checkpoint import load_source_checkpoint
+from mmseg_moase.models.checkpoints.loading import load_source_checkpoint
 
 init_default_scope('mmseg')
 

@@ -8,6 +8,7 @@ freed pages: the peak RSS stays within three tensors' worth (a small object may
 take the start of a freed block, so a tensor may now and then go after it).
 """
 import json
+import os.path as osp
 import platform
 import subprocess
 import sys
@@ -17,10 +18,13 @@ import pytest
 from mmseg_moase.engine.loops.ctta_loop import CTTALoop
 from mmseg_moase.utils.cpu_malloc import set_cpu_malloc
 
+#: The repository: the child imports ``tools.bench_utils`` from it.
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
 CHILD = r'''
 import json, sys
 import torch
-from mmseg_moase.utils.benchmark import proc_status_kb
+from tools.bench_utils import proc_status_kb
 from mmseg_moase.utils.cpu_malloc import set_cpu_malloc
 applied = set_cpu_malloc(sys.argv[1])
 base = proc_status_kb('VmRSS')
@@ -40,7 +44,7 @@ needs_glibc = pytest.mark.skipif(platform.libc_ver()[0] != 'glibc',
 
 def child(mode):
     out = subprocess.run([sys.executable, '-c', CHILD, mode], check=True,
-                         capture_output=True, text=True).stdout
+                         capture_output=True, text=True, cwd=ROOT).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

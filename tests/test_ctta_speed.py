@@ -295,16 +295,34 @@ def test_step_updates_equal_released_step(tmp_path, method_type, kwargs):
 
 
 # -------------------------------------------------------------------- EMA
-def test_foreach_ema_equals_per_tensor_lerp():
-    torch.manual_seed(0)
-    student, teacher = torch.nn.Linear(5, 7), torch.nn.Linear(5, 7)
-    ref = copy.deepcopy(teacher)
-    ema_update(teacher, student, 0.999)
+def _linear(weight, bias):
+    layer = torch.nn.Linear(2, 1)
     with torch.no_grad():
-        for t, s in zip(ref.parameters(), student.parameters()):
-            t.lerp_(s, 1.0 - 0.999)
-    for a, b in zip(teacher.parameters(), ref.parameters()):
-        assert torch.equal(a, b)
+        layer.weight.copy_(torch.tensor([weight]))
+        layer.bias.copy_(torch.tensor([bias]))
+    return layer
+
+
+def test_ema_update_against_hand_computed_values():
+    """teacher <- m * teacher + (1 - m) * student, worked out by hand."""
+    teacher, student = _linear([4.0, -8.0], 2.0), _linear([8.0, 0.0], -2.0)
+    # m = 0.75 (exact in binary): 0.75 * 4 + 0.25 * 8 = 5,
+    # 0.75 * -8 + 0.25 * 0 = -6, 0.75 * 2 + 0.25 * -2 = 1.
+    ema_update(teacher, student, 0.75)
+    assert teacher.weight.tolist() == [[5.0, -6.0]]
+    assert teacher.bias.tolist() == [1.0]
+    # Again: 0.75 * 5 + 2 = 5.75, 0.75 * -6 = -4.5, 0.75 * 1 - 0.5 = 0.25.
+    ema_update(teacher, student, 0.75)
+    assert teacher.weight.tolist() == [[5.75, -4.5]]
+    assert teacher.bias.tolist() == [0.25]
+    # The student is read, not written.
+    assert student.weight.tolist() == [[8.0, 0.0]]
+    assert student.bias.tolist() == [-2.0]
+    # m = 0.999 (CoTTA's): the teacher keeps 99.9%, 1 -> 1.001 towards 2.
+    teacher, student = _linear([1.0, 0.0], 0.0), _linear([2.0, 1000.0], -1.0)
+    ema_update(teacher, student, 0.999)
+    assert teacher.weight.tolist()[0] == pytest.approx([1.001, 1.0], rel=1e-6)
+    assert teacher.bias.tolist() == pytest.approx([-0.001], rel=1e-4)
 
 
 # ------------------------------------------------------------ the tool

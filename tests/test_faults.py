@@ -9,7 +9,6 @@ import os.path as osp
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ from conftest import ROOT
 from ctta_helpers import pass_table, read_results
 from ctta_helpers import make_domains, save_source_checkpoint, setup_run, \
     write_config
+from step_signal_hook import hook_env, write_signal_config
 
 TOOL = osp.join(ROOT, 'tools', 'test_ctta.py')
 ENV = dict(os.environ, PYTHONPATH=ROOT)
@@ -103,26 +103,22 @@ def test_sigterm_saves_and_the_resumed_run_equals_an_uninterrupted_one(
     part = str(tmp_path / 'part')
     state = osp.join(part, 'ctta_state.pth')
     worker = ['--cfg-options', 'ctta_stream.dataloader.num_workers=1']
-    proc = subprocess.Popen([sys.executable, TOOL, config, ckpt, '--work-dir',
-                             part, '--seed', '3', *worker], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if osp.exists(state):
-            try:
-                s = torch.load(state, weights_only=True)
-            except Exception:  # being replaced right now
-                continue
-            if (s['pass_idx'], s['image_idx']) >= (1, 1):
-                os.killpg(proc.pid, signal.SIGTERM)
-                break
-        time.sleep(0.02)
-    out, _ = proc.communicate(timeout=300)
+    # SIGTERM to the run's process group at the end of step 6 of 16 (pass 1,
+    # its second image), sent by the run itself (a hook): step 6 finishes,
+    # its state is saved, and the run stops before step 7.
+    term_cfg = write_signal_config(str(tmp_path / 'term.py'), config, step=6,
+                                   sig='SIGTERM', group=True)
+    proc = subprocess.run([sys.executable, TOOL, term_cfg, ckpt, '--work-dir',
+                           part, '--seed', '3', *worker], env=hook_env(ENV),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, start_new_session=True, timeout=600)
+    out = proc.stdout
     assert proc.returncode == 128 + signal.SIGTERM, out[-2000:]
-    assert 'interrupted by SIGTERM' in out and '--resume' in out
+    assert 'interrupted by SIGTERM at image 2 of R1/2 night' in out, out[-2000:]
+    assert '--resume' in out
     s = torch.load(state, weights_only=True)
-    assert s['pass_idx'] < 4
+    assert (s['pass_idx'], s['image_idx']) == (1, 2)
+    assert len(_table(part)) == 1  # the first pass's row only
     assert 'DataLoader worker' not in out, out[-2000:]
     subprocess.run([sys.executable, TOOL, config, ckpt, '--work-dir', part,
                     '--seed', '3', '--resume', *worker], check=True, env=ENV,

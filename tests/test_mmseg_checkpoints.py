@@ -22,7 +22,7 @@ from mmengine.config import Config
 from mmseg.registry import MODELS
 from mmseg_moase.models.checkpoint_convert import (convert_nvlabs_segformer,
                                                    segformer_head_family)
-from mmseg_moase.utils.checkpoint import load_source_checkpoint
+from mmseg_moase.models.checkpoints.loading import load_source_checkpoint
 
 from conftest import ROOT
 from ctta_helpers import TINY_MODEL
@@ -31,7 +31,7 @@ from test_checkpoint_convert import OrigSegFormer, randomize
 from tools import test_ctta
 
 CFG_DIR = osp.join(ROOT, 'configs', 'mmseg_checkpoints')
-METHODS = ('source', 'norm_stat', 'tent', 'cotta', 'moase')
+METHODS = ('source', 'norm_stat', 'tent', 'cotta', 'moase', 'moase-pp')
 STREAMS = [('b5', 3, 'cityscapes-to-acdc-960x540'),
            ('b5', 10, 'cityscapes-to-acdc-960x540'),
            ('b0', 3, 'cityscapes-to-acdc-960x540'),
@@ -59,7 +59,7 @@ def fromfile(path: str) -> Config:
 
 def nvlabs_config(method: str, bb: str, rounds: int, stream: str) -> str:
     """The NVlabs twin of an mmseg-checkpoint config."""
-    folder = 'moase' if method == 'moase' else 'baselines'
+    folder = 'moase' if method.startswith('moase') else 'baselines'
     return osp.join(ROOT, 'configs', folder,
                     f'{method}_mit-{bb}_{rounds}rounds_{stream}.py')
 
@@ -91,7 +91,7 @@ def _results(work: str) -> dict:
 # Configs
 # --------------------------------------------------------------------------
 def test_configs_inherit_mmseg_and_the_shared_protocol():
-    assert len(MMSEG_CONFIGS) == 25
+    assert len(MMSEG_CONFIGS) == 30
     assert sorted(os.listdir(CFG_DIR)) == sorted(
         [osp.basename(p) for p in MMSEG_CONFIGS.values()] +
         ['example_user_config.py'])
@@ -107,7 +107,7 @@ def test_configs_inherit_mmseg_and_the_shared_protocol():
         assert head['type'] == 'FusedSegformerHead' and head['channels'] == 256
         backbone = model['backbone']
         assert backbone['init_cfg'] is None
-        if method == 'moase':
+        if method.startswith('moase'):
             assert backbone['type'] == 'MixVisionTransformerMoASE'
             for k in ('moase_cfg', 'moase_stages', 'moase_bottlenecks'):
                 backbone.pop(k)

@@ -4,9 +4,11 @@ import json
 import os
 import os.path as osp
 
-from PIL import Image
-
 import pytest
+from mmengine.runner import Runner
+
+import mmseg_moase.datasets.synthetic_city as synthetic_city
+from helpers import assert_plot, count_python_launches
 
 from tools.synthetic_benchmark import (METHOD_CONFIGS, PROTOCOLS,
                                                   VARIANTS, aggregate,
@@ -15,8 +17,33 @@ from tools.synthetic_benchmark import (METHOD_CONFIGS, PROTOCOLS,
                                                   run_synthetic_benchmark)
 
 
-def test_miniature_benchmark_writes_table_json_and_plot(tmp_path):
+def _count_work(monkeypatch) -> dict:
+    """From now on, what the benchmark does rather than reuses: images the
+    generator renders, trainings in this process (``Runner.train``) and
+    Python processes it starts (stream runs, training stages)."""
+    work = dict(rendered=[], trainings=[],
+                launches=count_python_launches(monkeypatch))
+    generate = synthetic_city.generate_synthetic_city
+
+    def counting_generate(*args, **kwargs):
+        meta = generate(*args, **kwargs)
+        work['rendered'].append(meta['written'])
+        return meta
+    monkeypatch.setattr(synthetic_city, 'generate_synthetic_city',
+                        counting_generate)
+    train = Runner.train
+
+    def counting_train(self):
+        work['trainings'].append(self.work_dir)
+        return train(self)
+    monkeypatch.setattr(Runner, 'train', counting_train)
+    return work
+
+
+def test_miniature_benchmark_writes_table_json_and_plot(tmp_path,
+                                                        monkeypatch):
     work = str(tmp_path / 'work')
+    done = _count_work(monkeypatch)
     payload = run_synthetic_benchmark(
         work_root=work, data_root=str(tmp_path / 'data'),
         generator=dict(size=(64, 128), num_source_train=4, num_source_val=2,
@@ -26,6 +53,12 @@ def test_miniature_benchmark_writes_table_json_and_plot(tmp_path):
     # Every method, the learning-rate rows (MoASE-split, CoTTA-lr2e-4) and
     # the Oracle's headroom.
     assert set(payload['methods']) == {*METHOD_CONFIGS, 'Oracle'}
+    # What ran: the data, the source model here, the two stages and every
+    # row's stream beside each other (jobs=2).
+    assert sum(done['rendered']) > 0 and len(done['trainings']) == 1
+    runs = [c for c in done['launches'] if c[1].endswith('test_ctta.py')]
+    assert len(runs) == len(METHOD_CONFIGS) + 1
+    assert len(done['launches']) == len(runs) + 2  # ViDA warm-up, Oracle
     assert {'MoASE-split', 'CoTTA-lr2e-4'} <= set(METHOD_CONFIGS)
     # ViDA ran from the warm-up checkpoint, the others from the source model.
     warm = payload['source_model']['vida_warmup']
@@ -34,6 +67,12 @@ def test_miniature_benchmark_writes_table_json_and_plot(tmp_path):
     assert warm['checkpoint'] in vida_log
     assert warm['checkpoint'] not in open(
         osp.join(work, 'cotta', 'seed0', 'run.log')).read()
+    # Side by side (jobs=2) the trainings that feed some rows ran in
+    # processes of their own, beside the stream runs.
+    for stage in ('vida_warmup', 'oracle_model'):
+        log = open(osp.join(work, 'source_model', os.pardir, stage,
+                            'stage.log')).read()
+        assert '[benchmark]' in log and 'clean val mIoU' in log
     # Side by side, each run's output went to its own log.
     assert osp.isfile(osp.join(work, 'moase', 'seed0', 'run.log'))
     for name, t in payload['methods'].items():
@@ -67,14 +106,11 @@ def test_miniature_benchmark_writes_table_json_and_plot(tmp_path):
     for name in METHOD_CONFIGS:
         assert osp.isfile(osp.join(work, name.lower(), 'seed0',
                                    'ctta_results.json'))
-    with Image.open(osp.join(work, 'miou_stream.png')) as img:
-        assert img.size[0] > 300 and img.size[1] > 200
-    # A second call reuses the data, the source model, the warm-up and every
-    # finished run (none of their files is written again).
-    outputs = [warm['checkpoint'], payload['source_model']['checkpoint']] + [
-        osp.join(work, n.lower(), 'seed0', 'ctta_results.json')
-        for n in METHOD_CONFIGS]
-    stamps = [os.path.getmtime(f) for f in outputs]
+    assert_plot(osp.join(work, 'miou_stream.png'), (300, 200))
+    # A second call reuses the data, the source model, the warm-up, the
+    # Oracle and every finished run: nothing is rendered, trained or run.
+    for counts in done.values():
+        counts.clear()
     again = run_synthetic_benchmark(
         work_root=work, data_root=str(tmp_path / 'data'),
         generator=dict(size=(64, 128), num_source_train=4, num_source_val=2,
@@ -82,7 +118,7 @@ def test_miniature_benchmark_writes_table_json_and_plot(tmp_path):
         train_iters=2, train_batch_size=2, rounds=1, warmup_iters=2,
         methods=[*METHOD_CONFIGS, 'Oracle'], oracle=dict(max_iters=2))
     assert again['methods'] == payload['methods']
-    assert [os.path.getmtime(f) for f in outputs] == stamps
+    assert done == dict(rendered=[0], trainings=[], launches=[])
 
 
 def _fake_run(method, means):
@@ -114,7 +150,7 @@ def test_aggregate_means_and_spread_over_seeds(tmp_path):
         cpu='AMD EPYC', torch_cpu_capability='AVX2', torch_threads=1))
     out = aggregate(runs, str(tmp_path), dict(clean_val_mIoU=70.0))
     assert out['hosts'] == ['AMD EPYC (AVX2, 1 thread(s))', 'not recorded']
-    assert (tmp_path / 'miou_stream.png').stat().st_size > 1000
+    assert_plot(str(tmp_path / 'miou_stream.png'))
 
 
 def test_protocols_and_variants():
@@ -147,5 +183,37 @@ def test_protocols_and_variants():
     assert {'CoTTA-lr2e-4', 'MoASE', 'Oracle'} <= set(DEFAULT_METHODS)
     with pytest.raises(ValueError, match='unknown method'):
         method_spec('MoASE-typo')
+    # Every protocol shares the default's source model unless a work folder
+    # is given; one run at a time keeps the environment's threads.
+    from tools.synthetic_benchmark import source_model_dir, threads_per_job
+    default = PROTOCOLS['default']['work_root']
+    assert source_model_dir() == osp.join(default, 'source_model')
+    assert source_model_dir(None, 'legacy') == osp.join(
+        default + '_legacy', 'source_model')
+    assert source_model_dir('w') == osp.join('w', 'source_model')
+    assert threads_per_job(1) is None
+    assert threads_per_job(2) == max(1, (os.cpu_count() or 1) // 2)
+    assert threads_per_job(10 * (os.cpu_count() or 1)) == 1
     with pytest.raises(ValueError, match='unknown method'):
         run_synthetic_benchmark(methods=['MoASE-typo'])
+
+
+def test_shortened_schedule_of_the_source_training():
+    """One schedule cut for every shortened training (source model, warm-up,
+    Oracle): 2,250 iterations with a 50-iteration warm-up, cut to 20."""
+    from mmengine.config import Config
+
+    from mmseg_moase.apis.warmup import shorten_schedule
+    from tools.synthetic_benchmark import SOURCE_CONFIG
+    cfg = Config.fromfile(SOURCE_CONFIG)
+    assert cfg.train_cfg.max_iters == 2250
+    assert [(s.begin, s.end) for s in cfg.param_scheduler] == [
+        (0, 50), (50, 2250)]
+    shorten_schedule(cfg, 20)
+    assert (cfg.train_cfg.max_iters, cfg.train_cfg.val_interval,
+            cfg.default_hooks.checkpoint.interval) == (20, 20, 20)
+    # The warm-up ends at a tenth of the new length, where the decay begins.
+    assert [(s.begin, s.end) for s in cfg.param_scheduler] == [
+        (0, 2), (2, 20)]
+    with pytest.raises(ValueError, match='max_iters must be >= 1'):
+        shorten_schedule(cfg, 0)

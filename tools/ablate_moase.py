@@ -1,13 +1,15 @@
 #!/usr/bin/env python
 """MoASE's ablations on the synthetic benchmark stream: one table, one plot.
 
-    python tools/ablate_moase.py [--suite components experts options]
+    python tools/ablate_moase.py [--suite components experts options opd]
         [--seeds 0] [--jobs 2] [--protocol default]
 
-Rows as in the paper's ablation tables (spec section 5): CoTTA -> + a dense
+Rows as in the MoASE paper's ablation tables: CoTTA -> + a dense
 4-expert mixture -> + SDD -> + DAG -> + ASG -> + HP (= MoASE); the number of
 experts E in {2, 4, 8, 16}; and single options (SDD ranking and scope, DAG
-input, trainable parameters, teacher). Every row is a config under
+input, trainable parameters, teacher, the public code's expert selection);
+on request (``--suite opd``) MoASE++ beside MoASE and MoASE++ at a fixed
+augmentation strength (benchmark rows). Every other row is a config under
 configs/synthetic/ablation/ inheriting the MoASE one (or the row before it)
 with one option changed, so any row runs alone with tools/test_ctta.py. The
 runs go to the benchmark's work dir (CoTTA and MoASE are the benchmark's own
@@ -16,7 +18,6 @@ plot ablation.png.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import statistics
 import sys
@@ -24,8 +25,9 @@ from typing import Dict, List, Sequence, Tuple
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from tools.bench_utils import default_jobs  # noqa: E402
 from tools.synthetic_benchmark import (  # noqa: E402
-    CONFIG_DIR, PROTOCOLS, run_synthetic_benchmark)
+    CONFIG_DIR, PROTOCOLS, run_synthetic_benchmark, source_model_dir)
 
 SUFFIX = 'mit-b0_3rounds_synthetic-city2weather-128x256.py'
 #: (row name, what the row adds or changes, config or None for a benchmark
@@ -50,6 +52,9 @@ SUITES: Dict[str, List[Tuple[str, str, str]]] = {
     'options': [
         ('MoASE-sdd-ranking-all', "sdd_ranking='all' (public code)",
          'moase-sdd-ranking-all'),
+        ('MoASE-sdd-ranking-released',
+         "sdd_ranking='released' (public code as run: all experts smallest)",
+         'moase-sdd-ranking-released'),
         ('MoASE-sdd-scope-sample', "sdd_scope='sample' (paper Eq. 2)",
          'moase-sdd-scope-sample'),
         ('MoASE-dag-input-high', "dag_input='high' (public code)",
@@ -61,7 +66,18 @@ SUITES: Dict[str, List[Tuple[str, str, str]]] = {
         ('MoASE-teacher-single', "teacher='single' (public code)",
          'moase-teacher-single'),
     ],
+    # MoASE++ (on request: --suite opd): the benchmark's MoASE++ row and its
+    # policy ablated to a fixed strength.
+    'opd': [
+        ('MoASE', 'MoASE', None),
+        ('MoASE++', '+ on-policy distillation, learned augmentation (MoASE++)',
+         None),
+        ('MoASE++-fixed-strength', 'MoASE++ at a fixed strength 0.5 (no policy)',
+         None),
+    ],
 }
+#: The suites run without ``--suite``.
+DEFAULT_SUITES = ('components', 'experts', 'options')
 
 
 def row_configs(suites: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
@@ -150,19 +166,18 @@ def plot_ablation(payload: Dict, suites: Sequence[str], path: str) -> None:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--suite', nargs='+', choices=list(SUITES),
-                   default=list(SUITES), help='which ablation tables to run')
+                   default=list(DEFAULT_SUITES),
+                   help='which ablation tables to run (opd: MoASE++)')
     p.add_argument('--protocol', choices=list(PROTOCOLS), default='default')
     p.add_argument('--work-dir', help="default: the protocol's benchmark dir")
     p.add_argument('--data-root', help="default: the protocol's")
     p.add_argument('--seeds', nargs='+', type=int, default=[0])
-    p.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument('--jobs', type=int, default=default_jobs())
     p.add_argument('--rounds', type=int, help='override the number of rounds')
     args = p.parse_args(argv)
     proto = PROTOCOLS[args.protocol]
     work = args.work_dir or proto['work_root']
-    source_dir = None
-    if args.protocol != 'default' and not args.work_dir:
-        source_dir = osp.join(PROTOCOLS['default']['work_root'], 'source_model')
+    source_dir = source_model_dir(args.work_dir)
     names, configs = row_configs(args.suite)
     payload = run_synthetic_benchmark(
         work, args.data_root or proto['data_root'], names, args.seeds,

@@ -23,9 +23,9 @@ import torch
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from mmseg_moase.utils.benchmark import (machine_description,  # noqa: E402
-                                         min_median_max, proc_status_kb,
-                                         reset_peak_rss, run_in_child)
+from tools.bench_utils import (machine_description,  # noqa: E402
+                               min_median_max, proc_status_kb, reset_peak_rss,
+                               run_in_child)
 
 CONFIGS = dict(
     b0=osp.join(ROOT, 'configs/_base_/models/segformer_mit-b0_moase.py'),

@@ -3,9 +3,10 @@
 Every method (and MoASE teacher mode) is measured relative to **Source inference
 of the same backbone at the same input size, in the same invocation**. The
 models and methods are built from the given CTTA configs the way ``CTTALoop``
-builds them (``build_ctta_method`` with the stream's plain view, ``setup``,
-``on_pass_start``; per image ``step`` and ``after_step``, with the config's
-``EMATeacherHook`` bound), on random
+builds and starts them (``build_ctta_method`` with the stream's plain view,
+``prepare_ctta_model``, ``start_ctta_method`` with the config's hooks of the
+``before_ctta`` hook point, e.g. ``EMATeacherHook``; ``on_pass_start``; per
+image ``step`` and ``after_step``), on random
 fabricated images pushed through the config's own test pipeline (single-view,
 or the ``tta_pipeline`` of multi-view methods), so no dataset or checkpoint is
 needed. ``--size H W`` is the size of the plain view (scale 1.0, unflipped):
@@ -63,9 +64,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from mmseg_moase.utils.benchmark import (machine_description,  # noqa: E402
-                                         min_median_max, proc_status_kb,
-                                         reset_peak_rss, run_in_child)
+from tools.bench_utils import (machine_description,  # noqa: E402
+                               min_median_max, proc_status_kb, reset_peak_rss,
+                               run_in_child)
 from mmseg_moase.utils.cpu_malloc import CPU_MALLOC_MODES  # noqa: E402
 from mmseg_moase.utils.precision import (PRECISIONS,  # noqa: E402
                                          step_precision)
@@ -203,10 +204,13 @@ def build_bench(variant: Variant, size: Tuple[int, int], num_images: int,
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    from mmseg.registry import HOOKS, MODELS
-    from mmseg_moase.engine import EMATeacherHook
+    from mmseg.registry import MODELS
+    from mmseg_moase.engine.loops.model_prep import (build_ctta_hooks,
+                                                     hook_caller,
+                                                     prepare_ctta_model,
+                                                     start_ctta_method)
+    from mmseg_moase.engine.telemetry import set_module_telemetry
     from mmseg_moase.methods.base import split_views
-    from mmseg_moase.engine.loops.ctta_loop import prepare_ctta_model
     from mmseg_moase.methods.builder import build_ctta_method
     init_default_scope('mmseg')
     cfg = Config.fromfile(variant.config)
@@ -218,19 +222,14 @@ def build_bench(variant: Variant, size: Tuple[int, int], num_images: int,
     stream = cfg.get('ctta_stream', {})
     method = build_ctta_method(
         method_cfg, stream.get('plain_view_index'),
-        stream.get('dataloader', {}).get('dataset', {}).get('pipeline', ()))
-    hooks = [HOOKS.build(copy.deepcopy(h)) for h in cfg.get('custom_hooks', [])]
-    hooks = [h for h in hooks if isinstance(h, EMATeacherHook)]
-    method.setup(model)
-    for hook in hooks:  # as CTTALoop's hook point
-        hook.before_ctta(None, method)
-    try:
-        method.ready()
+        stream.get('dataloader', {}).get('dataset', {}).get('pipeline', ()),
+        telemetry=variant.telemetry)
+    hooks = build_ctta_hooks(cfg.get('custom_hooks', []))
+    try:  # as CTTALoop starts it, the hooks called without a runner
+        start_ctta_method(method, model, hook_caller(hooks))
     except ValueError as e:
         raise ValueError(f'{variant.config}: {variant.label}: {e}') from None
-    if variant.telemetry:
-        from mmseg_moase.engine.telemetry import set_module_telemetry
-        method.telemetry = True
+    if variant.telemetry:  # as the loop's telemetry switches it on
         set_module_telemetry(method.segmentor, True)
     method.on_pass_start(0, 'benchmark')
     batches = fabricate_batches(cfg, method.multi_view, size, num_images, seed)

@@ -57,7 +57,7 @@ def build_model(config: str, checkpoint: str) -> torch.nn.Module:
     from mmseg.registry import MODELS
 
     import mmseg_moase  # noqa: F401  (registers the model parts)
-    from mmseg_moase.utils.checkpoint import load_source_checkpoint
+    from mmseg_moase.models.checkpoints.loading import load_source_checkpoint
     init_default_scope('mmseg')
     cfg = Config.fromfile(config)
     model = MODELS.build(cfg.model)

@@ -3,16 +3,19 @@
     python tools/check_data.py CONFIG [--cfg-options k=v ...] [--show N]
 
 For every domain of the config's ``ctta_stream`` (or the ``test_dataloader`` of
-an mmseg config without one) the tool lists the images exactly as the dataset
-class does (same folders, suffixes, sorted order; ACDC reference images skipped),
-checks that each image has its label file and prints a table::
+an mmseg config without one) the tool builds the domain's dataset with the CTTA
+loop's own builder (:func:`~mmseg_moase.engine.loops.domain_data.build_domain_dataset`:
+the same folders, suffixes, sorted order, ACDC reference images skipped, the
+same checks) and prints a table::
 
     domain  images  labels  missing  image folder
     fog        400     400        0  data/acdc/rgb_anon/fog/train
 
-It exits 0 when every domain has images and every image its label, 1 otherwise
-(the message lists the first missing paths and their count), 2 when the config
-cannot be read. The model is not built and no image is decoded. Data elsewhere:
+Where the loop would refuse a domain, the table counts every image without its
+label file, and the message lists the first missing paths and the loop's error
+(with its fix). It exits 0 when every domain has images and every image its
+label, 1 otherwise, 2 when the config cannot be read. The model is not built
+and no image is decoded. Data elsewhere:
 ``--cfg-options ctta_stream.dataloader.dataset.data_root=/path/to/acdc``.
 """
 import argparse
@@ -20,22 +23,20 @@ import copy
 import os.path as osp
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import mmseg_moase  # noqa: E402,F401  (registers ACDCDataset)
-from mmseg_moase.datasets.acdc import ACDCDataset  # noqa: E402
+import mmseg_moase  # noqa: E402,F401  (registers the datasets and transforms)
+from mmseg_moase.apis import prepare_ctta_config  # noqa: E402
+from mmseg_moase.engine.loops.domain_data import (  # noqa: E402
+    build_domain_dataset, domain_dataset_cfg)
 
-#: Label suffixes written by cityscapesscripts' ``csCreateTrainIdLabelImgs``.
-TRAIN_ID_SUFFIX = 'labelTrainIds.png'
-CS_HINT = ("the *_labelTrainIds.png files are made from Cityscapes' *_labelIds.png "
-           "by cityscapesscripts: CITYSCAPES_DATASET={root} "
-           'csCreateTrainIdLabelImgs')
-ACDC_HINT = ('ACDC ships *_gt_labelTrainIds.png in gt_trainval.zip; unpack it '
-             'into {root} next to rgb_anon/')
+#: The ``--cfg-options`` key of the data root of an mmseg config without
+#: ``ctta_stream`` (the loop's errors name the stream's).
+PLAIN_ROOT_OPTION = 'test_dataloader.dataset.data_root'
 
 
 @dataclass
@@ -49,8 +50,10 @@ class DomainReport:
         images (int): Images listed.
         labels (int): Images whose label file exists.
         missing (list[str]): Label files that do not exist.
-        problem (str, optional): A domain-level problem (no folder, no images).
-        hint (str, optional): How to make the missing labels.
+        problem (str, optional): A domain-level problem (no folder, no images),
+            the CTTA loop's error.
+        hint (str, optional): With missing labels, the error the CTTA loop
+            stops with (the first missing file and the fix).
     """
     name: str
     img_dir: str
@@ -66,115 +69,116 @@ class DomainReport:
         return self.problem is None and not self.missing
 
 
-def stream_domains(cfg: Config) -> List[Dict[str, Any]]:
-    """Per domain ``dict(name, dataset, root_option)``, dataset over the template.
+def stream_data(config: str, cfg_options: Optional[dict] = None
+                ) -> Tuple[Dict[str, Any], List[Dict[str, Any]], Optional[str]]:
+    """What the CTTA loop builds its domain datasets from.
 
-    Uses ``ctta_stream`` as ``CTTALoop`` does (every domain's ``dataset`` updates
-    a copy of ``ctta_stream.dataloader.dataset``); a config without one gives its
-    ``test_dataloader.dataset`` as the single domain ``test``. ``root_option`` is
-    the ``--cfg-options`` key that moves the domain's data root (None when each
-    domain sets its own).
-
-    Raises:
-        ValueError: the config has neither.
-    """
-    stream = cfg.get('ctta_stream')
-    if stream:
-        template = stream.get('dataloader', {}).get('dataset', {})
-        domains = []
-        for d in stream.get('domains', []):
-            ds = copy.deepcopy(dict(template))
-            ds.update(copy.deepcopy(dict(d['dataset'])))
-            root_option = None
-            if 'data_root' in template and 'data_root' not in d['dataset']:
-                root_option = 'ctta_stream.dataloader.dataset.data_root'
-            domains.append(dict(name=d['name'], dataset=ds,
-                                root_option=root_option))
-        if not domains:
-            raise ValueError('ctta_stream.domains is empty')
-        return domains
-    loader = cfg.get('test_dataloader')
-    if loader and loader.get('dataset'):
-        return [dict(name='test', dataset=copy.deepcopy(dict(loader['dataset'])),
-                     root_option='test_dataloader.dataset.data_root')]
-    raise ValueError('the config has no `ctta_stream` and no `test_dataloader`')
-
-
-def _list_images(dataset) -> List[dict]:
-    """The dataset's image list without building it (no label check)."""
-    from mmseg.datasets import BaseSegDataset
-    own = type(dataset).load_data_list
-    if isinstance(dataset, BaseSegDataset) and own in (
-            BaseSegDataset.load_data_list, ACDCDataset.load_data_list):
-        # ACDCDataset = BaseSegDataset's listing minus reference images, plus a
-        # label check that stops at the first missing file: list, count here.
-        data_list = BaseSegDataset.load_data_list(dataset)
-        if isinstance(dataset, ACDCDataset):
-            img_dir = dataset.data_prefix.get('img_path', '')
-            data_list = [
-                d for d in data_list
-                if not dataset.is_reference(osp.relpath(d['img_path'], img_dir))
-            ]
-        return data_list
-    return dataset.load_data_list()
-
-
-def _hint(dataset, cfg: dict) -> Optional[str]:
-    root = cfg.get('data_root') or '<data_root>'
-    suffix = getattr(dataset, 'seg_map_suffix', '')
-    if isinstance(dataset, ACDCDataset):
-        return ACDC_HINT.format(root=root)
-    if suffix.endswith(TRAIN_ID_SUFFIX):
-        return CS_HINT.format(root=root)
-    return None
-
-
-def check_domain(name: str, dataset_cfg: dict,
-                 root_option: Optional[str] = None) -> DomainReport:
-    """List one domain's images and check their labels.
+    A config with ``ctta_stream`` is prepared as ``tools/test_ctta.py``
+    prepares it (:func:`~mmseg_moase.apis.prepare_ctta_config`): its
+    ``test_dataloader`` (the template) and ``test_cfg.domains``. An mmseg
+    config without one gives its ``test_dataloader`` and the single domain
+    ``test``.
 
     Args:
-        name (str): Domain name.
-        dataset_cfg (dict): The domain's dataset config (merged).
-        root_option (str, optional): The ``--cfg-options`` key that sets this
-            domain's data root, named in the message when its folder is missing.
+        config (str): The config file.
+        cfg_options (dict, optional): ``--cfg-options``, merged first.
 
     Returns:
-        DomainReport: Counts, missing labels and problems.
+        tuple: ``(dataloader template, domains, root option)``; the root
+        option is the ``--cfg-options`` key that moves the data of a config
+        without ``ctta_stream`` (None for a CTTA config: the loop's errors
+        name the stream's keys).
+
+    Raises:
+        FileNotFoundError: ``config`` does not exist.
+        ValueError: the config declares no data (or ``ctta_stream`` without
+            ``ctta_method``).
     """
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'config not found: {config}')
+    cfg = Config.fromfile(config)
+    if cfg.get('ctta_stream'):
+        cfg = prepare_ctta_config(config, '', cfg_options=cfg_options)
+        domains = [copy.deepcopy(dict(d)) for d in cfg.test_cfg['domains']]
+        if not domains:
+            raise ValueError('ctta_stream.domains is empty')
+        root_option = None
+    else:
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+        loader = cfg.get('test_dataloader')
+        if not loader or not loader.get('dataset'):
+            raise ValueError(
+                'the config has no `ctta_stream` and no `test_dataloader`')
+        domains = [dict(name='test', dataset={})]
+        root_option = PLAIN_ROOT_OPTION
+    from mmengine.registry import init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    return copy.deepcopy(dict(cfg.test_dataloader)), domains, root_option
+
+
+def _list_data(dataset_cfg: dict) -> List[dict]:
+    """The images of a merged domain dataset config and their label paths,
+    the label files not checked (``list_images`` where the dataset class has
+    one, e.g. :class:`~mmseg_moase.datasets.ACDCDataset`)."""
     from mmseg.registry import DATASETS
     cfg = copy.deepcopy(dataset_cfg)
     cfg['lazy_init'] = True
     cfg['pipeline'] = []  # nothing is loaded; no transform needs building
+    dataset = DATASETS.build(cfg)
+    return getattr(dataset, 'list_images', dataset.load_data_list)()
+
+
+def check_domain(dataloader_cfg: dict, domain: dict,
+                 root_option: Optional[str] = None) -> DomainReport:
+    """Build one domain's dataset as the CTTA loop does and report it.
+
+    Where the loop's builder refuses the domain, its images are listed
+    without the label check to count every missing label file.
+
+    Args:
+        dataloader_cfg (dict): The dataloader template of the stream.
+        domain (dict): ``dict(name=..., dataset=...)``, the dataset merged
+            over the template's.
+        root_option (str, optional): The ``--cfg-options`` key that sets this
+            domain's data root, named in the message when its folder is
+            missing (None: the loop's error names it).
+
+    Returns:
+        DomainReport: Counts, missing labels and problems.
+    """
+    # The folders of the table (the builder merges the same way).
+    cfg = domain_dataset_cfg(dataloader_cfg, domain)
     root = cfg.get('data_root', '') or ''
     prefix = cfg.get('data_prefix', {}) or {}
-    img_dir = osp.join(root, prefix.get('img_path', '') or '')
     seg = prefix.get('seg_map_path')
-    report = DomainReport(name, img_dir, osp.join(root, seg) if seg else None)
-    if not cfg.get('ann_file') and not osp.isdir(img_dir):
-        report.problem = (f'image folder {img_dir} does not exist (data_root='
-                          f"{root!r}, data_prefix={dict(prefix)})")
-        if root_option:
-            report.problem += (f'; data elsewhere: --cfg-options {root_option}='
-                               '/path/to/data')
-        return report
-    dataset = DATASETS.build(cfg)
-    data_list = _list_images(dataset)
-    report.images = len(data_list)
-    if not data_list:
-        report.problem = (f"no images matching '*{getattr(dataset, 'img_suffix', '')}"
-                          f"' under {img_dir}")
-        return report
-    for info in data_list:
-        path = info.get('seg_map_path')
-        if path is None:
-            continue
-        if osp.isfile(path):
-            report.labels += 1
+    report = DomainReport(domain['name'],
+                          osp.join(root, prefix.get('img_path', '') or ''),
+                          osp.join(root, seg) if seg else None)
+    try:
+        dataset = build_domain_dataset(dataloader_cfg, domain, None, False,
+                                       'check_data')
+    except (FileNotFoundError, ValueError) as error:
+        try:
+            data_list = _list_data(cfg)
+        except (FileNotFoundError, ValueError):
+            data_list = []
+        labels = [d['seg_map_path'] for d in data_list
+                  if d.get('seg_map_path')]
+        report.images = len(data_list)
+        report.missing = [p for p in labels if not osp.isfile(p)]
+        report.labels = len(labels) - len(report.missing)
+        if report.missing:
+            report.hint = str(error)
         else:
-            report.missing.append(path)
-    if report.missing:
-        report.hint = _hint(dataset, cfg)
+            report.problem = str(error)
+            if root_option and not osp.isdir(report.img_dir):
+                report.problem += (f' Data elsewhere: --cfg-options '
+                                   f'{root_option}=/path/to/data')
+        return report
+    report.images = len(dataset)
+    report.labels = sum(bool(dataset.get_data_info(i).get('seg_map_path'))
+                        for i in range(len(dataset)))
     return report
 
 
@@ -198,8 +202,8 @@ def format_problems(reports: Sequence[DomainReport], show: int = 5) -> str:
     """What is wrong, per domain: the first ``show`` missing paths and the count."""
     lines = []
     for r in reports:
-        if r.problem:
-            lines.append(f"domain '{r.name}': {r.problem}")
+        if r.problem:  # the loop's error, which names the domain
+            lines.append(r.problem)
         if r.missing:
             lines.append(f"domain '{r.name}': {len(r.missing)} of {r.images} "
                          f'images have no label file, e.g.:')
@@ -207,7 +211,7 @@ def format_problems(reports: Sequence[DomainReport], show: int = 5) -> str:
             if len(r.missing) > show:
                 lines.append(f'    ... and {len(r.missing) - show} more')
             if r.hint:
-                lines.append(f'  hint: {r.hint}')
+                lines.append(f'  the run stops with: {r.hint}')
     return '\n'.join(lines)
 
 
@@ -219,15 +223,8 @@ def check_config(config: str, cfg_options: Optional[dict] = None
         FileNotFoundError: ``config`` does not exist.
         ValueError: the config declares no data.
     """
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'config not found: {config}')
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    from mmengine.registry import init_default_scope
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    return [check_domain(d['name'], d['dataset'], d.get('root_option'))
-            for d in stream_domains(cfg)]
+    template, domains, root_option = stream_data(config, cfg_options)
+    return [check_domain(template, d, root_option) for d in domains]
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

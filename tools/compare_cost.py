@@ -61,8 +61,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tools import benchmark_ctta as bench  # noqa: E402
-from mmseg_moase.utils.benchmark import (machine_description,  # noqa: E402
-                                         min_median_max)
+from tools.bench_utils import (machine_description,  # noqa: E402
+                               min_median_max)
 
 WORKER = osp.join(ROOT, 'tools', 'cost_worker.py')
 DEFAULT_THRESHOLD = 1.10

@@ -95,7 +95,8 @@ def convert(src: str, dst: str, config: Optional[str] = None) -> dict:
     print(f'wrote {dst} ({len(out["state_dict"])} tensors)')
 
     if model is not None:
-        from mmseg_moase.utils.checkpoint import load_source_checkpoint
+        from mmseg_moase.models.checkpoints.loading import \
+            load_source_checkpoint
         load_source_checkpoint(model, dst)  # the loader the CTTA runs use
         print(f'{dst} loads into the model of {config} '
               f'({type(model).__name__} with {type(model.backbone).__name__} '

@@ -6,7 +6,7 @@
 #
 # With GPUS processes and the config's per-process batch b, every adaptation step
 # consumes the next GPUS*b images of the stream: the run equals one process with
-# batch GPUS*b (README, "Multi-GPU"). Multi-node: NNODES, NODE_RANK, MASTER_ADDR and
+# batch GPUS*b (docs/multi_gpu.md). Multi-node: NNODES, NODE_RANK, MASTER_ADDR and
 # PORT as for mmseg. PYTHON picks the interpreter (default: python).
 set -euo pipefail
 if [ $# -lt 3 ]; then

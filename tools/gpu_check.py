@@ -60,8 +60,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tools import benchmark_ctta as bench  # noqa: E402
-from mmseg_moase.utils.benchmark import (host_info,  # noqa: E402
-                                         machine_description, min_median_max)
+from mmseg_moase.utils.host import host_info  # noqa: E402
+from tools.bench_utils import (machine_description,  # noqa: E402
+                               min_median_max)
 
 #: MoASE teacher modes measured: the 14-view CoTTA teacher and one view.
 TEACHERS = ('cotta', 'single')

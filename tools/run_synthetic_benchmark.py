@@ -14,15 +14,15 @@ ctta_telemetry.png under the work dir. ``--protocol long`` uses ACDC's 400 image
 per condition (its own data and work folders, the same source model).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from tools.bench_utils import default_jobs  # noqa: E402
 from tools.synthetic_benchmark import (  # noqa: E402
     CONDITIONS, DEFAULT_METHODS, METHOD_CONFIGS, ORACLE, PROTOCOLS, VARIANTS,
-    run_synthetic_benchmark)
+    run_synthetic_benchmark, source_model_dir)
 
 
 def main(argv=None):
@@ -51,7 +51,7 @@ def main(argv=None):
     p.add_argument('--seeds', nargs='+', type=int, default=[0],
                    help='seeds for the adapting methods (Source, Oracle and '
                    'the named variants run the first only)')
-    p.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1),
+    p.add_argument('--jobs', type=int, default=default_jobs(),
                    help='method runs side by side, each with cores/jobs '
                    'threads (default: 2 where there are 2 cores; output then '
                    'goes to each run\'s run.log); 1 runs them one by one')
@@ -78,11 +78,8 @@ def main(argv=None):
         if getattr(args, key) is not None:
             gen[name] = getattr(args, key)
     work = args.work_dir or proto['work_root'] + cond['suffix']
-    source_dir = None
-    if args.protocol != 'default' and not args.work_dir:
-        # Same source data, same recipe: share the default protocol's model.
-        source_dir = osp.join(
-            PROTOCOLS['default']['work_root'] + cond['suffix'], 'source_model')
+    # Same source data, same recipe: the protocols share the default's model.
+    source_dir = source_model_dir(args.work_dir, args.conditions)
     run_synthetic_benchmark(work,
                             args.data_root or proto['data_root'] + cond['suffix'],
                             args.methods, args.seeds, gen, args.train_iters,

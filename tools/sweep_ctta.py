@@ -37,19 +37,30 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from tools.bench_utils import default_jobs  # noqa: E402
 from tools.synthetic_benchmark import (  # noqa: E402
-    CONFIG_DIR, METHOD_CONFIGS, PROTOCOLS, run_method)
+    CONFIG_DIR, METHOD_CONFIGS, PROTOCOLS, run_method, source_model_dir,
+    threads_per_job)
 
 VAL_SEED = 1
 VAL_ROOT = 'data/synthetic_city_val'
+#: Table labels of the method types whose registered name is not their label.
+METHOD_LABELS = {'MoASEPP': 'MoASE++'}
 
 
 def lr_options(cfg, factor: float) -> List[str]:
     """``--cfg-options`` multiplying every learning rate of the config's
-    method by ``factor``."""
-    method = cfg.ctta_method
-    keys = [k for k in ('base_lr', 'adapter_lr', 'lr') if k in method]
-    opts = [f'ctta_method.{k}={method[k] * factor:.6g}' for k in keys]
+    method by ``factor`` (the model's: MoASE++'s augmentation policy keeps
+    its own ``policy_lr``). A rate the config leaves to the method is the
+    class's: its constructor default, or its default optimiser's."""
+    import mmseg_moase  # noqa: F401  (registers the methods)
+    from mmseg_moase.methods.builder import method_defaults, resolve_method_cfg
+    method = resolve_method_cfg(cfg.ctta_method)
+    defaults = method_defaults(method.get('type'))
+    rates = {k: method.get(k, defaults.get(k))
+             for k in ('base_lr', 'adapter_lr', 'lr')}
+    opts = [f'ctta_method.{k}={v * factor:.6g}' for k, v in rates.items()
+            if v is not None]
     ow = method.get('optim_wrapper')
     if ow and 'lr' in ow.get('optimizer', {}):
         opts.append('ctta_method.optim_wrapper.optimizer.lr='
@@ -89,13 +100,26 @@ def spec_value(param: str, cfg) -> Optional[float]:
     if param == 'momentum':
         for h in cfg.get('custom_hooks', []):
             if h.get('type') == 'EMATeacherHook':
-                return float(h.get('momentum', 0.999))
+                if h.get('momentum') is not None:
+                    return float(h['momentum'])
+                # The method's declared default (MeanTeacherMethod).
+                from mmseg_moase.registry import METHODS
+                cls = METHODS.get(cfg.ctta_method['type'])
+                return getattr(cls, 'ema_momentum', None)
         return None
     node = cfg.to_dict()
     for part in param.split('.'):
         if not isinstance(node, dict) or part not in node:
-            return None
+            node = None
+            break
         node = node[part]
+    if node is None and param.count('.') == 1 and \
+            param.startswith('ctta_method.'):
+        # An option the config leaves to the method: the class's default.
+        import mmseg_moase  # noqa: F401  (registers the methods)
+        from mmseg_moase.methods.builder import method_defaults
+        node = method_defaults(cfg.ctta_method['type']).get(
+            param.split('.')[1])
     return float(node) if isinstance(node, (int, float)) else None
 
 
@@ -129,20 +153,18 @@ def benchmark_run(config: str, checkpoint: str, seed: int) -> Optional[Dict]:
     it instead of computing it again.
     """
     from mmseg_moase.engine.loops.run_state import file_sha256
+    from mmseg_moase.evaluation.results import read_finished_results
     names = {osp.join(CONFIG_DIR, c): n for n, c in METHOD_CONFIGS.items()}
     name = names.get(osp.abspath(config))
     if name is None:
         return None
     path = osp.join(PROTOCOLS['default']['work_root'], name.lower(),
                     f'seed{seed}', 'ctta_results.json')
-    if not osp.isfile(path):
+    res = read_finished_results(path)
+    if res is None:
         return None
-    with open(path) as f:
-        res = json.load(f)
     prov = res.get('provenance') or {}
-    summary = res['summary']
-    if (summary['passes_done'] != summary['passes_total']
-            or prov.get('seed') != seed
+    if (prov.get('seed') != seed
             or osp.abspath(prov.get('config') or '') != osp.abspath(config)
             or prov.get('checkpoint_sha256') != file_sha256(checkpoint)):
         return None
@@ -201,8 +223,14 @@ def synthetic_setup(args) -> None:
     args.val_options = args.val_options or [f'{key}={VAL_ROOT}']
     args.test_options = args.test_options or [
         f'{key}={proto["data_root"]}']
-    args.checkpoint = args.checkpoint or osp.join(
-        proto['work_root'], 'source_model', 'iter_2250.pth')
+    if not args.checkpoint:
+        summary = osp.join(source_model_dir(), 'source_model.json')
+        if not osp.isfile(summary):
+            sys.exit(f'error: no source model ({summary} is missing): run '
+                     'tools/run_synthetic_benchmark.py first, or give '
+                     '--checkpoint')
+        with open(summary) as f:
+            args.checkpoint = json.load(f)['checkpoint']
     args.work_dir = args.work_dir or osp.join(proto['work_root'], 'sweep')
 
 
@@ -227,7 +255,7 @@ def main(argv=None):
                    '(default: the test stream\'s)')
     p.add_argument('--work-dir')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument('--jobs', type=int, default=default_jobs())
     args = p.parse_args(argv)
     args.test_options_given = bool(args.test_options)
     if args.synthetic:
@@ -246,11 +274,7 @@ def main(argv=None):
                     for v in args.values} for n, _, _ in targets}
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
-    # Side by side, one share of the cores each; one run at a time keeps the
-    # environment's thread count (OMP_NUM_THREADS), as the benchmark does: a
-    # second intra-op thread on a busy core slows a run down many times.
-    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 \
-        else None
+    threads = threads_per_job(args.jobs)
 
     def run(name, config, ckpt, stream, value, opts):
         tag = f'{args.param}{value:g}'
@@ -277,7 +301,8 @@ def main(argv=None):
                  for v in args.values}
         best = select(curve)
         spec = spec_value(args.param, cfgs[n])
-        rows[n] = dict(method=cfgs[n].ctta_method.type, config=c,
+        mtype = cfgs[n].ctta_method.type
+        rows[n] = dict(method=METHOD_LABELS.get(mtype, mtype), config=c,
                        val=curve, selected_value=best, spec_value=spec)
         # The config's own value needs no option, so the benchmark's run of
         # the unchanged config is reused for it (any parameter, not only lr).

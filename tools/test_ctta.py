@@ -12,7 +12,7 @@ weights also get the original MiT LayerNorm epsilons. Writes
 
 On several GPUs (or CPU processes): ``tools/dist_test_ctta.sh CONFIG CHECKPOINT
 GPUS [options]`` runs this with ``--launcher pytorch`` under torchrun; the run
-equals one process with batch GPUS x the config's batch (README, "Multi-GPU").
+equals one process with batch GPUS x the config's batch (docs/multi_gpu.md).
 
 Exit status: 0 when the stream finished and its table is trustworthy; 3
 (``EXIT_UNTRUSTED``) when it finished but more than
@@ -20,7 +20,7 @@ Exit status: 0 when the stream finished and its table is trustworthy; 3
 the warnings say where the collapse began; ``--allow-untrusted`` exits 0);
 128 + N when signal N stopped it (the state is saved, ``--resume``
 continues); 1 on an error (its message names the file or option and the
-fix), e.g. a work dir another run holds (README, "Exit status").
+fix), e.g. a work dir another run holds (docs/usage.md, "Exit status").
 """
 import argparse
 import os

@@ -6,6 +6,7 @@ from typing import Dict, Optional, Sequence
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from ..methods.builder import resolve_method_cfg
 from ..utils.dist import configure_dist, end_distributed, init_dist_cpu
 from ..utils.fileio import check_writable_dir
 
@@ -84,7 +85,8 @@ def prepare_ctta_config(config: str, checkpoint: str,
     test_cfg = dict(cfg.get('ctta_cfg', {}) or {})
     test_cfg.update(
         type='CTTALoop',
-        method=cfg.ctta_method,
+        # The method's default optimiser filled in: what the run uses.
+        method=resolve_method_cfg(cfg.ctta_method),
         domains=stream.domains,
         rounds=stream.get('rounds', 1),
         tta_pipeline=stream.get('tta_pipeline'),

@@ -41,18 +41,43 @@ def prepare_warmup_config(config: str, checkpoint: str,
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(config))[0])
     if max_iters is not None:
-        if max_iters < 1:
-            raise ValueError(f'max_iters must be >= 1, got {max_iters}')
-        cfg.train_cfg.max_iters = max_iters
-        cfg.train_cfg.val_interval = max_iters
-        cfg.default_hooks.checkpoint.interval = max_iters
-        scheds = cfg.get('param_scheduler') or []
-        if scheds:
-            warm = scheds[0] if len(scheds) > 1 else None
-            if warm is not None:
-                warm.end = min(warm.end, max(1, max_iters // 10))
-                scheds[-1].begin = warm.end
-            scheds[-1].end = max_iters
+        shorten_schedule(cfg, max_iters)
+    return cfg
+
+
+def shorten_schedule(cfg: Config, max_iters: int) -> Config:
+    """Cut an iteration-based training schedule to ``max_iters``, in place.
+
+    The training length, the validation and checkpoint intervals become
+    ``max_iters``; the last parameter scheduler ends there and, with more
+    than one scheduler, the first (the warm-up) ends at the earlier of its
+    own end and a tenth of ``max_iters`` (at least 1), where the last begins.
+    Used for every shortened training: the source model, the adapter warm-up
+    and the Oracle's fine-tuning.
+
+    Args:
+        cfg (Config): A training config with ``train_cfg.max_iters``,
+            ``train_cfg.val_interval`` and ``default_hooks.checkpoint``.
+        max_iters (int): The new length (>= 1).
+
+    Returns:
+        Config: ``cfg`` itself.
+
+    Raises:
+        ValueError: ``max_iters`` is below 1.
+    """
+    if max_iters < 1:
+        raise ValueError(f'max_iters must be >= 1, got {max_iters}')
+    cfg.train_cfg.max_iters = max_iters
+    cfg.train_cfg.val_interval = max_iters
+    cfg.default_hooks.checkpoint.interval = max_iters
+    scheds = cfg.get('param_scheduler') or []
+    if scheds:
+        warm = scheds[0] if len(scheds) > 1 else None
+        if warm is not None:
+            warm.end = min(warm.end, max(1, max_iters // 10))
+            scheds[-1].begin = warm.end
+        scheds[-1].end = max_iters
     return cfg
 
 

@@ -85,26 +85,46 @@ class ACDCDataset(BaseSegDataset):
         return (parts[-1].endswith(cls.REF_SUFFIX)
                 or any(p == 'ref' or p.endswith('_ref') for p in parts[:-1]))
 
-    def load_data_list(self) -> List[dict]:
-        """List the images (and labels) of the chosen condition and split.
+    def list_images(self) -> List[dict]:
+        """The images of the chosen condition and split with the paths of
+        their labels, reference images skipped; the label files are not
+        checked (:meth:`load_data_list` checks them).
 
         Returns:
             list[dict]: One info dict per image, sorted by image path.
+
+        Raises:
+            FileNotFoundError: The image folder does not exist.
         """
         img_dir = self.data_prefix.get('img_path', '')
         if not self.ann_file and not fileio.isdir(
                 img_dir, backend_args=self.backend_args):
             raise FileNotFoundError(f'ACDC image folder {img_dir!r} not found')
-        data_list = [
+        return [
             info for info in super().load_data_list()
             if not self.is_reference(osp.relpath(info['img_path'], img_dir))
         ]
+
+    def load_data_list(self) -> List[dict]:
+        """List the images (and labels) of the chosen condition and split.
+
+        Returns:
+            list[dict]: One info dict per image, sorted by image path.
+
+        Raises:
+            FileNotFoundError: The image folder does not exist, or a label
+                file is missing while ``seg_map_path`` is set.
+        """
+        data_list = self.list_images()
         if self.has_labels:
             for info in data_list:
                 if not fileio.exists(
                         info['seg_map_path'], backend_args=self.backend_args):
                     raise FileNotFoundError(
                         f'label {info["seg_map_path"]!r} of image '
-                        f'{info["img_path"]!r} not found; for a split without '
-                        'labels (ACDC test) set data_prefix.seg_map_path=None')
+                        f'{info["img_path"]!r} not found; ACDC ships the '
+                        f'*{self.seg_map_suffix} files in gt_trainval.zip: '
+                        f'unpack it into {self.data_root or "<data_root>"} '
+                        'next to rgb_anon/ (for a split without labels, '
+                        'ACDC test, set data_prefix.seg_map_path=None)')
         return data_list

@@ -18,11 +18,8 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 
+from ..models.ctta_parts import OTHER_GROUP
 from .optimizers.trainable import parameter_groups
-
-#: Drift groups: the trainable-groups split, with ``other`` cut into the backbone
-#: and the head (everything outside ``backbone.``).
-DRIFT_GROUPS = ('backbone', 'head', 'norm', 'experts', 'routers', 'vida')
 
 
 def _telemetry_modules(model: nn.Module) -> List[nn.Module]:
@@ -52,15 +49,17 @@ def collect_module_telemetry(model: nn.Module) -> Dict[str, float]:
 
 
 def drift_groups(model: nn.Module) -> Dict[str, List[str]]:
-    """Parameter names by drift group (:data:`DRIFT_GROUPS`)."""
-    groups = parameter_groups(model)
-    out = {g: [] for g in DRIFT_GROUPS}
-    for group, names in groups.items():
+    """Parameter names by drift group: the trainable-groups split
+    (:func:`~.optimizers.trainable.parameter_groups`), with ``other`` cut into
+    ``backbone`` and ``head`` (everything outside ``backbone.``); empty groups
+    left out."""
+    out: Dict[str, List[str]] = {'backbone': [], 'head': []}
+    for group, names in parameter_groups(model).items():
         for n in names:
-            if group == 'other':
+            if group == OTHER_GROUP:
                 out['backbone' if n.startswith('backbone.') else 'head'].append(n)
             else:
-                out[group].append(n)
+                out.setdefault(group, []).append(n)
     return {g: names for g, names in out.items() if names}
 
 

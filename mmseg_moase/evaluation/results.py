@@ -20,6 +20,28 @@ def atomic_write_text(path: str, text: str, kept: str = '') -> None:
                      kept or f'The previous {osp.basename(path)} is intact.')
 
 
+def read_finished_results(path: str) -> Optional[Dict[str, Any]]:
+    """The results a run wrote to ``path`` (its ``ctta_results.json``) if
+    the run finished: every (round, domain) pass of its stream scored
+    (``summary.passes_done == summary.passes_total``, as
+    :meth:`CTTAResults.summary` writes them).
+
+    Args:
+        path (str): A ``ctta_results.json``.
+
+    Returns:
+        dict, optional: The file's content; None when the file does not
+        exist or its run stopped before the end of the stream.
+    """
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        results = json.load(f)
+    summary = results['summary']
+    return results if summary['passes_done'] == summary['passes_total'] \
+        else None
+
+
 def _fmt(x: Optional[float]) -> str:
     return 'n/a' if x is None or (isinstance(x, float) and math.isnan(x)) \
         else f'{x:.2f}'

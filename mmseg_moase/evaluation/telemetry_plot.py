@@ -1,5 +1,6 @@
 """One figure of a CTTA run's telemetry along its stream (``ctta_telemetry.png``)."""
-from typing import Any, Dict, List, Sequence
+import re
+from typing import Any, Dict, List, Mapping, Sequence
 
 
 def _series(records: Sequence[Dict[str, Any]], key: str) -> List[float]:
@@ -8,16 +9,50 @@ def _series(records: Sequence[Dict[str, Any]], key: str) -> List[float]:
             (nan if r[key] is None else r[key]) for r in records]
 
 
+def _panel_lines(keys: Sequence[str], panel: Mapping[str, Any]
+                 ) -> List[tuple]:
+    """``(key, series, colour index, style)`` of every key a panel draws."""
+    pattern = re.compile(panel['pattern'])
+    kinds = panel.get('kinds', {})
+    found = {}
+    for k in keys:
+        m = pattern.match(k)
+        if m is None:
+            continue
+        kind = m.groupdict().get('kind')
+        if kinds and kind not in kinds:
+            continue
+        found[k] = (m.groupdict().get('series', k), kind)
+    series = sorted({s for s, _ in found.values()})
+    order = list(kinds) or [None]
+    lines = []
+    for s in series:
+        for kind in order:
+            for k, (s2, kind2) in found.items():
+                if s2 == s and kind2 == kind:
+                    lines.append((k, s, series.index(s),
+                                  dict(kinds.get(kind, {}))))
+    return lines
+
+
 def plot_telemetry(records: Sequence[Dict[str, Any]], path: str,
-                   title: str) -> bool:
+                   title: str,
+                   panels: Sequence[Mapping[str, Any]] = ()) -> bool:
     """Plot, per (round, domain) pass: mIoU (scored and student), parameter drift
-    per group (student solid, teacher dashed), and, where recorded, the MoASE
-    experts' routing weight (solid) and dead-token share (dotted).
+    per group (student solid, teacher dashed), and one panel per entry of
+    ``panels`` that matches recorded keys (what a method declares in its
+    ``telemetry_panels``).
 
     Args:
         records (Sequence[dict]): ``ctta_results.json``'s ``passes``.
         path (str): PNG file to write.
         title (str): Figure title (the method label).
+        panels (Sequence[dict]): Extra panels, each ``dict(pattern=<regex>,
+            kinds=dict(<kind>=dict(label=..., **matplotlib line style)),
+            ylabel=..., ylim=(lo, hi))``: one line per telemetry key the
+            regex matches; its named groups ``series`` (one colour each, e.g.
+            an expert) and ``kind`` (a style of ``kinds``, e.g. its routing
+            weight) label the line.
 
     Returns:
         bool: False if there was nothing to plot (no telemetry recorded).
@@ -29,11 +64,11 @@ def plot_telemetry(records: Sequence[Dict[str, Any]], path: str,
     import matplotlib.pyplot as plt
     keys = sorted({k for r in records for k in r.get('telemetry', {})})
     drift = [k for k in keys if k.startswith('drift.')]
-    experts = sorted({k.split('.')[2] for k in keys
-                      if k.startswith('moase.all.expert')})
-    panels = 2 + bool(experts)
-    fig, axes = plt.subplots(panels, 1, figsize=(max(7, len(records) * 0.55),
-                                                 2.8 * panels), sharex=True)
+    extra = [(p, lines) for p in panels
+             for lines in [_panel_lines(keys, p)] if lines]
+    n_axes = 2 + len(extra)
+    fig, axes = plt.subplots(n_axes, 1, figsize=(max(7, len(records) * 0.55),
+                                                 2.8 * n_axes), sharex=True)
     x = list(range(len(records)))
     labels = [f"R{r['round'] + 1} {r['domain']}" for r in records]
 
@@ -65,16 +100,14 @@ def plot_telemetry(records: Sequence[Dict[str, Any]], path: str,
         ax.text(0.5, 0.5, 'no parameter moved', ha='center', va='center',
                 transform=ax.transAxes)
 
-    if experts:
-        ax = axes[2]
-        for i, e in enumerate(experts):
-            color = f'C{i}'
-            ax.plot(x, _series(records, f'moase.all.{e}.dag_weight'),
-                    color=color, marker='o', label=f'{e} DAG weight')
-            ax.plot(x, _series(records, f'moase.all.{e}.dead_share'),
-                    color=color, ls=':', label=f'{e} dead tokens')
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_ylabel('share')
+    for ax, (panel, lines) in zip(axes[2:], extra):
+        for key, series, i, style in lines:
+            label = style.pop('label', None)
+            ax.plot(x, _series(records, key), color=f'C{i % 10}',
+                    label=f'{series} {label}' if label else series, **style)
+        if panel.get('ylim'):
+            ax.set_ylim(*panel['ylim'])
+        ax.set_ylabel(panel.get('ylabel', ''))
         ax.legend(fontsize=6, ncol=2)
     for ax in axes:
         ax.grid(alpha=0.3)

@@ -3,10 +3,11 @@ import line below), plus a config."""
 from .base import BaseCTTAMethod
 from .cotta import CoTTA
 from .moase import MoASE
+from .moase_pp import MoASEPP
 from .norm_stat import NormStat
 from .source import Source
 from .tent import TENT
 from .vida import ViDA
 
-__all__ = ['BaseCTTAMethod', 'CoTTA', 'MoASE', 'NormStat', 'Source', 'TENT',
-           'ViDA']
+__all__ = ['BaseCTTAMethod', 'CoTTA', 'MoASE', 'MoASEPP', 'NormStat', 'Source',
+           'TENT', 'ViDA']

@@ -14,6 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
+from ..models.ctta_parts import ParamGroup
 from ..models.losses.resized_ce import banded_resized_ce, bandable
 from ..utils.dist import average_gradients, is_distributed, world_size
 
@@ -112,7 +113,8 @@ def decode_ce_loss(segmentor: nn.Module, inputs: Tensor,
 
 def soft_ce_loss(segmentor: nn.Module, inputs: Tensor, metas: Sequence[dict],
                  probs: Sequence[Tensor],
-                 preds_out: Optional[List[Tensor]] = None) -> Tensor:
+                 preds_out: Optional[List[Tensor]] = None,
+                 logits_out: Optional[List[Tensor]] = None) -> Tensor:
     """Cross-entropy of the student against soft targets, per pixel.
 
     ``-sum_c p_c * log_softmax(student)_c`` at each target's size (the
@@ -126,11 +128,16 @@ def soft_ce_loss(segmentor: nn.Module, inputs: Tensor, metas: Sequence[dict],
         metas (Sequence[dict]): The B images' metainfo.
         probs (Sequence[Tensor]): One (C, H', W') target distribution per image.
         preds_out (list, optional): Receives the student's label maps (H', W').
+        logits_out (list, optional): Receives the student's logits at the
+            input size (B, C, H, W), detached (MoASE++ reads its policy's
+            state from them).
 
     Returns:
         Tensor: The scalar loss.
     """
     logits = segmentor.encode_decode(inputs, list(metas))
+    if logits_out is not None:
+        logits_out.append(logits.detach())
     terms = []
     for i, p in enumerate(probs):
         lg = F.interpolate(logits[i:i + 1], size=p.shape[-2:], mode='bilinear',
@@ -173,13 +180,24 @@ class BaseCTTAMethod:
     rank by its share of the step's images (:meth:`set_step_share`), so every
     rank takes the step one process would take on the whole global batch.
 
+    What the generic code (optimiser constructor, EMA hook, telemetry) needs
+    of a method it reads from three class attributes, never from the method's
+    name: :attr:`param_groups`, :attr:`telemetry_keys` and
+    :attr:`telemetry_panels` (and a teacher method's ``ema_momentum``).
+
     Args:
         optim_wrapper (dict, optional): mmengine optimiser-wrapper config.
         view_index (int, optional): For multi-view (``TestTimeAug``) batches, which
             view is the plain one (scale 1.0, no flip). None (default) finds the
             view whose ``scale_factor`` is 1 and that is not flipped; set it when
             the plain view is itself resized (e.g. 4 for CoTTA's ACDC pipeline,
-            whose ratio-1.0 view is a 0.5x resize of the 1920x1080 file).
+            whose ratio-1.0 view is a 0.5x resize of the 1920x1080 file). The
+            CTTA loop builds the method with the stream's plain view
+            (:func:`~mmseg_moase.methods.builder.build_ctta_method`).
+        telemetry (bool): Whether the run records telemetry: a method may then
+            compute statistics that cost extra (see :meth:`step_stats`). The
+            CTTA loop builds the method with its own ``telemetry`` option.
+            Defaults to False.
     """
 
     #: Whether batches come from the stream's multi-view ``tta_pipeline``.
@@ -187,9 +205,27 @@ class BaseCTTAMethod:
     #: Whether the scored prediction is another model's than the adapted one
     #: (a teacher's): the loop then also scores :meth:`student_predictions`.
     scores_teacher = False
+    #: The parameter groups the method adapts besides ``norm`` and ``other``
+    #: (its adapters'): which modules, the option holding their learning rate,
+    #: their EMA momentum. Read by the optimiser constructor, the EMA hook and
+    #: the drift telemetry; a subclass inherits them.
+    param_groups: Tuple[ParamGroup, ...] = ()
+    #: Prefixes of its telemetry entries (step statistics, module telemetry)
+    #: shown in the loop's log line, besides ``loss.`` and ``drift.``.
+    telemetry_keys: Tuple[str, ...] = ()
+    #: Extra panels of the run's telemetry plot (see
+    #: :func:`~mmseg_moase.evaluation.telemetry_plot.plot_telemetry`).
+    telemetry_panels: Tuple[Dict[str, Any], ...] = ()
+    #: The optimiser of a config that gives no ``optim_wrapper``; a config's
+    #: partial one is merged over it as over a config base
+    #: (:func:`~mmseg_moase.methods.builder.resolve_method_cfg`). None: the
+    #: method builds its optimiser from its own options, or adapts nothing by
+    #: gradient.
+    default_optim_wrapper: Optional[Dict[str, Any]] = None
 
     def __init__(self, optim_wrapper: Optional[dict] = None,
-                 view_index: Optional[int] = None) -> None:
+                 view_index: Optional[int] = None,
+                 telemetry: bool = False) -> None:
         self.optim_wrapper_cfg = copy.deepcopy(optim_wrapper)
         self.view_index = view_index
         self.model: Optional[nn.Module] = None
@@ -197,9 +233,7 @@ class BaseCTTAMethod:
         self.optim_wrapper: Optional[OptimWrapper] = None
         self.skipped_updates = 0
         self._share: Optional[Tuple[int, int]] = None
-        #: Set by the loop when the run records telemetry: a method may then
-        #: compute statistics that cost extra (see :meth:`step_stats`).
-        self.telemetry = False
+        self.telemetry = bool(telemetry)
         self.last_losses: Dict[str, float] = {}
         self._step_stats: Dict[str, float] = {}
         self._student_preds: Optional[List[Tensor]] = None
@@ -218,6 +252,14 @@ class BaseCTTAMethod:
     def build_optim_wrapper(self) -> OptimWrapper:
         return build_optim_wrapper(unwrap(self.model),
                                    copy.deepcopy(self.optim_wrapper_cfg))
+
+    @classmethod
+    def group_lr(cls, **options: float) -> Dict[str, float]:
+        """``paramwise_cfg.group_lr`` of the declared groups: each group's
+        rate is the value of its ``lr_option`` among ``options`` (the
+        method's constructor options); groups without one are left out."""
+        return {g.name: options[g.lr_option] for g in cls.param_groups
+                if g.lr_option is not None}
 
     def on_pass_start(self, round_idx: int, domain: str) -> None:
         """Called before the first batch of every (round, domain) pass."""

@@ -1,4 +1,5 @@
 """CoTTA: continual test-time adaptation with an augmentation-averaged EMA teacher."""
+import copy
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -16,6 +17,8 @@ from .mean_teacher import MeanTeacherMethod
 
 
 BN_STATS = ('eval', 'test_batch')
+#: CoTTA's Adam learning rate for the pre-trained weights (segmentation).
+COTTA_LR = 7.5e-6
 
 
 def stochastic_restore(params: Sequence[Tensor], sources: Sequence[Tensor],
@@ -175,7 +178,8 @@ class CoTTA(MeanTeacherMethod):
             as the released CoTTA code: the source model's running statistics)
             or ``'test_batch'``: each forward's own batch statistics, as
             NormStat (an extension; the anchor keeps the source statistics).
-        optim_wrapper (dict, optional): Defaults to Adam lr 7.5e-6, betas
+        optim_wrapper (dict, optional): Defaults to
+            :attr:`default_optim_wrapper`: Adam lr :data:`COTTA_LR`, betas
             (0.9, 0.999), all parameters.
         view_index (int, optional): The plain view in the pipeline's view list
             (default: found from the views' scale factor and flip).
@@ -184,6 +188,14 @@ class CoTTA(MeanTeacherMethod):
     #: Whether the multi-view teacher's pseudo-label is gated by a frozen
     #: source anchor (CoTTA's); a subclass without it restores from a copy.
     uses_anchor = True
+    #: Its step statistics shown in the log (the anchor gate, the pseudo-label).
+    telemetry_keys = ('gate.', 'pseudo_label.')
+
+    #: Adam at :data:`COTTA_LR` on every parameter, as released.
+    default_optim_wrapper = dict(
+        constructor='TrainableGroupsOptimWrapperConstructor',
+        optimizer=dict(type='Adam', lr=COTTA_LR, betas=(0.9, 0.999)),
+        paramwise_cfg=dict(trainable='all'))
 
     def __init__(self, threshold: float = 0.69, restore_prob: float = 0.01,
                  reset_optimizer_each_pass: bool = True, multi_view: bool = True,
@@ -191,7 +203,7 @@ class CoTTA(MeanTeacherMethod):
                  bn_stats: str = 'eval',
                  optim_wrapper: Optional[dict] = None, **kwargs) -> None:
         if optim_wrapper is None:
-            optim_wrapper = self.default_optim_wrapper()
+            optim_wrapper = copy.deepcopy(self.default_optim_wrapper)
         super().__init__(optim_wrapper=optim_wrapper, **kwargs)
         if not 0.0 <= restore_prob <= 1.0:
             raise ValueError(f'`restore_prob` must lie in [0, 1], got {restore_prob}')
@@ -206,12 +218,6 @@ class CoTTA(MeanTeacherMethod):
         self.anchor: Optional[nn.Module] = None
         self._restore_params: List[Tensor] = []
         self._restore_sources: List[Tensor] = []
-
-    @staticmethod
-    def default_optim_wrapper() -> dict:
-        return dict(constructor='TrainableGroupsOptimWrapperConstructor',
-                    optimizer=dict(type='Adam', lr=7.5e-6, betas=(0.9, 0.999)),
-                    paramwise_cfg=dict(trainable='all'))
 
     def setup(self, model: nn.Module) -> None:
         model.eval()
@@ -292,9 +298,12 @@ class CoTTA(MeanTeacherMethod):
         if self.multi_view and len(views) == 1:
             raise ValueError(
                 f'{type(self).__name__} with multi_view=True needs the multi-view '
-                "test pipeline (mmseg's TestTimeAug, e.g. the `cotta_tta_pipeline` "
-                'of configs/_base_/datasets); got a single-view batch. Set '
-                'multi_view=False to run the teacher on the plain view only.')
+                'test pipeline, but got a single-view batch: set '
+                "`ctta_stream.tta_pipeline` to mmseg's TestTimeAug with several "
+                'views (as every stream under configs/_base_/streams/ does), '
+                'or set '
+                "multi_view=False (MoASE: teacher='single') to run the teacher "
+                'on the plain view only.')
         if not self.multi_view:
             logits = self._logits(self.teacher, self.plain_view(data_batch))
             labels = [class_argmax(x) for x in logits]

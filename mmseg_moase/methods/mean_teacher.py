@@ -29,6 +29,9 @@ class MeanTeacherMethod(BaseCTTAMethod):
     """
 
     scores_teacher = True
+    #: The EMA teacher's momentum (share of the teacher kept per step), used
+    #: by ``EMATeacherHook`` unless the config sets its ``momentum``.
+    ema_momentum = 0.999
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -55,7 +58,7 @@ class MeanTeacherMethod(BaseCTTAMethod):
         if self._teacher_update is None:
             raise ValueError(
                 f'{type(self).__name__} needs an EMA teacher: add '
-                "dict(type='EMATeacherHook', momentum=0.999) to custom_hooks.")
+                "dict(type='EMATeacherHook') to custom_hooks.")
 
     def after_step(self) -> None:
         self._teacher_update(self.teacher, self.segmentor)

@@ -3,8 +3,8 @@ from typing import Dict, Optional, Sequence
 
 from torch import Tensor
 
-from ..engine.optimizers.trainable import TRAINABLE_MODES
 from ..models.adapters.moase import MoASEAdapter
+from ..models.ctta_parts import TRAINABLE_MODES, ParamGroup
 from ..models.losses.hp_loss import HP_NORMS, hp_loss
 from ..registry import METHODS
 from ..utils.options import check_choice
@@ -13,11 +13,13 @@ from .cotta import CoTTA
 
 TEACHERS = ('cotta', 'single')
 STUDENT_LOSSES = ('ce', 'soft_ce')
+#: The adapters' Adam learning rate (the paper's segmentation rate).
+ADAPTER_LR = 2e-4
 
 
 @METHODS.register_module()
 class MoASE(CoTTA):
-    """MoASE (arXiv 2405.16486) for segmentation; spec section 3.
+    """MoASE (arXiv 2405.16486) for segmentation (docs/method.md).
 
     The student is the model with MoASE adapters; the EMA teacher
     (``EMATeacherHook``) makes pseudo-labels and the scored prediction.
@@ -33,15 +35,19 @@ class MoASE(CoTTA):
         hp_norm (str): ``'squared'`` (paper Eq. 5, default) or ``'l2'`` (code).
         trainable (str): ``'all'`` (default, the public code), ``'adapters'`` or
             ``'adapters+norm'``.
-        adapter_lr (float): LR of experts and routers. Defaults to 2e-4.
-        base_lr (float): LR of every other trainable parameter. Defaults to 2e-4:
-            one Adam group for all parameters at the paper's segmentation rate,
-            as the paper and its public code train MoASE. ``base_lr=7.5e-6``
-            (CoTTA's rate for the pre-trained weights, adapters at 2e-4) is the
+        adapter_lr (float): LR of experts and routers. Defaults to
+            :data:`ADAPTER_LR` (2e-4).
+        base_lr (float): LR of every other trainable parameter. Defaults to
+            :data:`ADAPTER_LR`: one Adam group for all parameters at the paper's
+            segmentation rate, as the paper and its public code train MoASE.
+            ``base_lr`` at CoTTA's rate
+            (:data:`~mmseg_moase.methods.cotta.COTTA_LR`, adapters at
+            ``adapter_lr``) is the
             ``MoASE-split`` option, the default before the calibrated
             benchmark; it separates what the adapters add from what a 27x
             larger rate on the backbone adds.
-        restore_prob (float): Stochastic restore (default 0.01; 0 turns it off).
+        restore_prob (float): Stochastic restore (CoTTA's default; 0 turns it
+            off).
         restore_adapters (bool): Whether stochastic restore also resets adapter
             (expert and router) elements to their initial values, as the public
             code does (True, default): an element of a fresh expert's up
@@ -51,14 +57,31 @@ class MoASE(CoTTA):
         reset_optimizer_each_pass (bool): Defaults to False (no reset anywhere).
         optim_wrapper (dict, optional): Overrides the optimiser built from the four
             options above (Adam, betas (0.9, 0.99), weight decay 0).
-        threshold (float): Anchor gate of the CoTTA-style teacher. 0.69.
+        threshold (float): Anchor gate of the CoTTA-style teacher (CoTTA's
+            default).
     """
+
+    #: The optimiser is built from ``base_lr``, ``adapter_lr`` and
+    #: ``trainable``: no fixed default to merge a config's over.
+    default_optim_wrapper = None
+    #: The adapters' two groups: the expert banks and the ASG/DAG gates (the
+    #: adapter parts declare ``ctta_param_group``), both at ``adapter_lr``.
+    param_groups = (ParamGroup('experts', lr_option='adapter_lr'),
+                    ParamGroup('routers', lr_option='adapter_lr'))
+    #: CoTTA's step statistics, and the adapters' routing telemetry.
+    telemetry_keys = CoTTA.telemetry_keys + ('moase.all.', )
+    #: Per expert: its DAG routing weight (solid) and dead-token share (dotted).
+    telemetry_panels = (dict(
+        pattern=r'^moase\.all\.(?P<series>expert\d+)\.'
+        r'(?P<kind>dag_weight|dead_share)$',
+        kinds=dict(dag_weight=dict(marker='o', label='DAG weight'),
+                   dead_share=dict(ls=':', label='dead tokens')),
+        ylabel='share', ylim=(-0.02, 1.02)), )
 
     def __init__(self, teacher: str = 'cotta', loss: str = 'ce',
                  hp_mu: float = 1.0, hp_norm: str = 'squared',
-                 trainable: str = 'all', adapter_lr: float = 2e-4,
-                 base_lr: float = 2e-4, restore_prob: float = 0.01,
-                 restore_adapters: bool = True,
+                 trainable: str = 'all', adapter_lr: float = ADAPTER_LR,
+                 base_lr: float = ADAPTER_LR, restore_adapters: bool = True,
                  reset_optimizer_each_pass: bool = False,
                  optim_wrapper: Optional[dict] = None, **kwargs) -> None:
         for name, value, allowed in (('teacher', teacher, TEACHERS),
@@ -74,9 +97,8 @@ class MoASE(CoTTA):
                                weight_decay=0),
                 paramwise_cfg=dict(
                     trainable=trainable,
-                    group_lr=dict(experts=adapter_lr, routers=adapter_lr)))
-        super().__init__(restore_prob=restore_prob,
-                         reset_optimizer_each_pass=reset_optimizer_each_pass,
+                    group_lr=self.group_lr(adapter_lr=adapter_lr)))
+        super().__init__(reset_optimizer_each_pass=reset_optimizer_each_pass,
                          multi_view=teacher == 'cotta',
                          optim_wrapper=optim_wrapper, **kwargs)
         self.teacher_mode = teacher

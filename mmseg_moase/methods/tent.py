@@ -1,4 +1,5 @@
 """TENT: test entropy minimisation over the normalisation affine parameters."""
+import copy
 from typing import List, Optional
 
 import torch
@@ -11,6 +12,8 @@ from ..utils.options import check_choice
 from .base import BaseCTTAMethod, use_test_batch_stats
 
 TENT_LOSSES = ('entropy', 'self_ce')
+#: TENT's Adam learning rate: the source training's 6e-5 over its batch of 8.
+TENT_LR = 6e-5 / 8
 
 
 @METHODS.register_module()
@@ -27,18 +30,22 @@ class TENT(BaseCTTAMethod):
             Shannon entropy of the softmax; or ``'self_ce'`` (the CoTTA repository's
             TENT): cross-entropy of the training-path logits against the model's
             own argmax.
-        optim_wrapper (dict, optional): Defaults to Adam, lr 6e-5 / 8, betas
+        optim_wrapper (dict, optional): Defaults to
+            :attr:`default_optim_wrapper`: Adam, lr :data:`TENT_LR`, betas
             (0.9, 0.999), on the ``norm`` group only.
     """
+
+    #: Adam at :data:`TENT_LR` on the normalisation affine parameters.
+    default_optim_wrapper = dict(
+        constructor='TrainableGroupsOptimWrapperConstructor',
+        optimizer=dict(type='Adam', lr=TENT_LR, betas=(0.9, 0.999)),
+        paramwise_cfg=dict(trainable='norm'))
 
     def __init__(self, loss: str = 'entropy',
                  optim_wrapper: Optional[dict] = None, **kwargs) -> None:
         check_choice('TENT', 'loss', loss, TENT_LOSSES)
         if optim_wrapper is None:
-            optim_wrapper = dict(
-                constructor='TrainableGroupsOptimWrapperConstructor',
-                optimizer=dict(type='Adam', lr=6e-5 / 8, betas=(0.9, 0.999)),
-                paramwise_cfg=dict(trainable='norm'))
+            optim_wrapper = copy.deepcopy(self.default_optim_wrapper)
         super().__init__(optim_wrapper=optim_wrapper, **kwargs)
         self.loss = loss
 

@@ -1,5 +1,6 @@
 """ViDA (Liu et al., ICLR 2024) for segmentation: mean teacher + homeostatic
-visual domain adapters; spec section 6."""
+visual domain adapters; our port of its public classification code
+(docs/method.md)."""
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -8,10 +9,12 @@ from mmseg.structures import SegDataSample
 from torch import Tensor
 
 from ..models.adapters.vida import ViDAAttentionAdapter
+from ..models.ctta_parts import ParamGroup
 from ..registry import METHODS
 from ..utils.options import check_choice
 from .base import class_argmax, soft_ce_loss, split_views
-from .cotta import CoTTA
+from .cotta import COTTA_LR, CoTTA
+from .moase import ADAPTER_LR
 
 UNCERTAINTY_OUTPUTS = ('logits', 'softmax')
 SCALE_RULES = ('intended', 'released')
@@ -82,9 +85,11 @@ class ViDA(CoTTA):
     scales of student and teacher (:func:`hka_scales`); the teacher then
     predicts the plain view with the new scales: its argmax is the scored
     output, its softmax the student's soft target (``soft_ce``). The
-    ``EMATeacherHook`` updates the teacher (its ``group_momentum.vida``: the
-    adapters' own rate), then stochastic restore resets each trainable element
-    (adapters included) to its starting value with ``restore_prob``.
+    ``EMATeacherHook`` updates the teacher (the released code keeps one rate
+    for the adapters and one for the rest, both 0.999: the hook's
+    ``group_momentum.vida`` sets the adapters' own), then stochastic restore
+    resets each trainable element (adapters included) to its starting value
+    with ``restore_prob``.
 
     Args:
         uncertainty_threshold (float): HKA threshold. Defaults to 0.05 (the
@@ -99,13 +104,15 @@ class ViDA(CoTTA):
         trainable (str): ``'all'`` (default, as released: every weight plus
             the adapters), ``'adapters'`` or ``'adapters+norm'``.
         lr (float): Adam LR of every trainable parameter outside the adapters.
-            Defaults to 7.5e-6 (CoTTA's, the segmentation framework ViDA's
-            README points to; no segmentation code of ViDA exists).
-        adapter_lr (float): LR of the adapters. Defaults to 2e-4 (MoASE's
-            adapter rate, for a like-for-like comparison; the released CIFAR
-            configs use 1e-4 for the model and 1e-5 for the adapters).
-        restore_prob (float): Stochastic restore. Defaults to 0.01 (the spec;
-            the released CIFAR code runs 0.1, its config value never passed).
+            Defaults to CoTTA's (:data:`~.cotta.COTTA_LR`, the segmentation
+            framework ViDA's README points to; no segmentation code of ViDA
+            exists).
+        adapter_lr (float): LR of the adapters. Defaults to MoASE's adapter
+            rate (:data:`~.moase.ADAPTER_LR`, for a like-for-like comparison;
+            the released CIFAR configs use 1e-4 for the model and 1e-5 for the
+            adapters).
+        restore_prob (float): Stochastic restore. Defaults to CoTTA's (the
+            released CIFAR code runs 0.1, its config value never passed).
         reset_optimizer_each_pass (bool): Defaults to False (as released).
         optim_wrapper (dict, optional): Overrides the optimiser built from
             ``trainable``, ``lr`` and ``adapter_lr`` (Adam, betas (0.9, 0.999),
@@ -115,12 +122,18 @@ class ViDA(CoTTA):
     """
 
     uses_anchor = False
+    #: The optimiser is built from ``lr``, ``adapter_lr`` and ``trainable``:
+    #: no fixed default to merge a config's over.
+    default_optim_wrapper = None
+    #: The adapters (``ctta_param_group = 'vida'``) at ``adapter_lr``.
+    param_groups = (ParamGroup('vida', lr_option='adapter_lr'), )
+    #: CoTTA's step statistics and HKA's.
+    telemetry_keys = CoTTA.telemetry_keys + ('hka.', )
 
     def __init__(self, uncertainty_threshold: float = 0.05,
                  uncertainty_from: str = 'logits', scale_rule: str = 'intended',
                  hka_views: Optional[int] = None, trainable: str = 'all',
-                 lr: float = 7.5e-6, adapter_lr: float = 2e-4,
-                 restore_prob: float = 0.01,
+                 lr: float = COTTA_LR, adapter_lr: float = ADAPTER_LR,
                  reset_optimizer_each_pass: bool = False,
                  optim_wrapper: Optional[dict] = None, **kwargs) -> None:
         check_choice('ViDA', 'uncertainty_from', uncertainty_from,
@@ -137,9 +150,9 @@ class ViDA(CoTTA):
                 optimizer=dict(type='Adam', lr=lr, betas=(0.9, 0.999),
                                weight_decay=0),
                 paramwise_cfg=dict(trainable=trainable,
-                                   group_lr=dict(vida=adapter_lr)))
-        super().__init__(restore_prob=restore_prob,
-                         reset_optimizer_each_pass=reset_optimizer_each_pass,
+                                   group_lr=self.group_lr(
+                                       adapter_lr=adapter_lr)))
+        super().__init__(reset_optimizer_each_pass=reset_optimizer_each_pass,
                          multi_view=True, optim_wrapper=optim_wrapper,
                          **kwargs)
         self.uncertainty_threshold = float(uncertainty_threshold)

@@ -8,7 +8,8 @@ from .stages import (ADAPTING, CONDITIONS, CONFIG_DIR, DEFAULT_METHODS,
                      PROTOCOLS, ROOT, SOURCE_CONFIG, VARIANTS,
                      VIDA_WARMUP_CONFIG, class_balance_weights, method_spec,
                      needs_vida_warmup, run_method, run_synthetic_benchmark,
-                     train_source, warmup_vida)
+                     source_model_dir, threads_per_job, train_source,
+                     warmup_vida)
 
 __all__ = [
     'ADAPTING', 'CONDITIONS', 'CONFIG_DIR', 'DEFAULT_METHODS', 'DOMAINS',
@@ -16,6 +17,6 @@ __all__ = [
     'ORACLE', 'ORACLE_CONFIG', 'PROTOCOLS', 'ROOT', 'SOURCE_CONFIG',
     'VARIANTS', 'VIDA_WARMUP_CONFIG', 'aggregate', 'class_balance_weights',
     'method_spec', 'needs_vida_warmup', 'plot_stream', 'run_method',
-    'run_synthetic_benchmark',
+    'run_synthetic_benchmark', 'source_model_dir', 'threads_per_job',
     'telemetry_summary', 'telemetry_table', 'train_oracle', 'train_source',
     'warmup_vida']

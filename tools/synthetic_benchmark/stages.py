@@ -15,6 +15,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -44,6 +45,9 @@ METHOD_CONFIGS = {
     # CoTTA at MoASE's rate and optimiser.
     'MoASE-split': 'moase-split_mit-b0_3rounds_synthetic-city2weather-128x256.py',
     'CoTTA-lr2e-4': 'cotta-lr2e-4_mit-b0_3rounds_synthetic-city2weather-128x256.py',
+    # MoASE++: MoASE plus on-policy distillation on a policy-augmented input
+    # (docs/moase_pp.md); on request (``--methods MoASE++``).
+    'MoASE++': 'moase-pp_mit-b0_3rounds_synthetic-city2weather-128x256.py',
 }
 #: ViDA starts from adapters warmed up on the source set (the released models
 #: do); the warm-up is a stage, shared by every protocol like the source model.
@@ -53,7 +57,7 @@ VIDA_WARMUP_CONFIG = osp.join(CONFIG_DIR,
 #: restore masks; NormStat and TENT should give the same table for every seed,
 #: which the spread column then shows). Source does not adapt: one run.
 ADAPTING = ('NormStat', 'TENT', 'CoTTA', 'MoASE', 'ViDA', 'MoASE-split',
-            'CoTTA-lr2e-4')
+            'CoTTA-lr2e-4', 'MoASE++')
 DOMAINS = ('fog', 'night', 'rain', 'snow')
 #: The main job's rows: the baselines, the learning-rate confound's
 #: CoTTA-lr2e-4 beside MoASE (at the paper's one-group 2e-4), ViDA and the
@@ -79,6 +83,13 @@ VARIANTS = {
     'MoASE-active': ('MoASE', [
         'model.backbone.moase_cfg.sdd_ranking=active']),
     'MoASE-all': ('MoASE', ['model.backbone.moase_cfg.sdd_ranking=all']),
+    # The public code's expert selection as it runs: all four experts keep
+    # their smallest post-ReLU activations (its 'largest' ones too).
+    'MoASE-released': ('MoASE', [
+        'model.backbone.moase_cfg.sdd_ranking=released']),
+    # MoASE++ at a fixed strength 0.5 for all three (no learned policy).
+    'MoASE++-fixed-strength': ('MoASE++', [
+        'ctta_method.fixed_strength=0.5']),
     'MoASE-keep-adapters': ('MoASE', ['ctta_method.restore_adapters=False']),
     'MoASE-ste': ('MoASE', ['model.backbone.moase_cfg.asg_grad=ste']),
     # Sample scope: K = floor(N * r * p) over a whole map, so the ASG's share
@@ -102,6 +113,98 @@ NO_WARMUP = ('ViDA-fresh', )
 #: ``ORACLE`` is not a method: the source model fine-tuned on labelled scenes
 #: of each condition that the stream does not show (:mod:`.oracle`), scored
 #: with Source's config; the headroom of adaptation. Run on request.
+
+
+#: Relative cost of a method's run (x Source time, measured on the benchmark)
+#: and of a training stage: only the order of the runs side by side depends
+#: on them (costliest first).
+RUN_COST = {'Source': 1.0, 'NormStat': 1.1, 'TENT': 2.4, 'CoTTA': 10.4,
+            'CoTTA-lr2e-4': 10.4, 'MoASE': 14.7, 'MoASE-split': 14.7,
+            'ViDA': 12.8}
+STAGE_COST = 3.0
+#: The source model's folder under a benchmark work root.
+SOURCE_MODEL_DIR = 'source_model'
+
+
+def threads_per_job(jobs: int) -> Optional[int]:
+    """Torch threads of each of ``jobs`` runs side by side: an equal share of
+    the cores (at least 1). One run at a time (``jobs`` 1) gets None: it
+    keeps the environment's thread count (``OMP_NUM_THREADS``), since a
+    second intra-op thread on a busy core slows a run down many times.
+
+    Args:
+        jobs (int): Runs side by side (>= 1).
+
+    Returns:
+        int, optional: Threads per run, or None for ``jobs`` 1.
+    """
+    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+
+
+def source_model_dir(work_dir: Optional[str] = None,
+                     conditions: str = 'calibrated') -> str:
+    """Where the benchmark's source model is trained or found.
+
+    A work folder the user chose holds its own (``<work_dir>/source_model``);
+    otherwise every protocol shares the default protocol's model of the
+    ``conditions`` (same source data, same recipe; only the stream length
+    differs), ``<default work root><suffix>/source_model``.
+
+    Args:
+        work_dir (str, optional): The user's work folder (``--work-dir``);
+            None: the protocols' default folders.
+        conditions (str): A key of ``CONDITIONS``. Defaults to
+            ``'calibrated'``.
+
+    Returns:
+        str: The folder (``source_model.json`` and the checkpoint in it).
+    """
+    if work_dir:
+        return osp.join(work_dir, SOURCE_MODEL_DIR)
+    return osp.join(PROTOCOLS['default']['work_root'] +
+                    CONDITIONS[conditions]['suffix'], SOURCE_MODEL_DIR)
+
+
+def run_cost(name: str) -> float:
+    """The relative cost of a method's or variant's run (``RUN_COST``; an
+    ablation row or an unknown name counts as MoASE's)."""
+    base = VARIANTS[name][0] if name in VARIANTS else name
+    return RUN_COST.get(base, RUN_COST['MoASE'])
+
+
+def stage_function(name: str):
+    """A training stage by name: ``warmup_vida`` or ``train_oracle``."""
+    if name == 'train_oracle':
+        from .oracle import train_oracle
+        return train_oracle
+    if name == 'warmup_vida':
+        return warmup_vida
+    raise ValueError(f'unknown stage {name!r}')
+
+
+def run_stage_process(name: str, kwargs: Dict, threads: Optional[int],
+                      log_path: str) -> None:
+    """Run the stage ``name`` (:func:`stage_function`) with ``kwargs`` in a
+    process of its own with ``threads`` torch threads (beside the stream runs,
+    as they run); its output goes to ``log_path``. The caller then calls the
+    stage in its process, which finds the saved result and reuses it."""
+    code = ('import json, sys; sys.path.insert(0, sys.argv[1]); '
+            'from tools.synthetic_benchmark.stages import stage_function; '
+            'stage_function(sys.argv[2])(**json.loads(sys.argv[3]))')
+    env = dict(os.environ)
+    if threads:
+        env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = str(threads)
+    os.makedirs(osp.dirname(log_path), exist_ok=True)
+    _log(f'{name}: beside the stream runs, output in {log_path}')
+    with open(log_path, 'a') as log:
+        proc = subprocess.run([sys.executable, '-c', code, ROOT, name,
+                               json.dumps(kwargs)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    if proc.returncode:
+        with open(log_path) as f:
+            tail = ''.join(f.readlines()[-25:])
+        raise RuntimeError(f'{name} failed (exit {proc.returncode}); the end '
+                           f'of {log_path}:\n{tail}')
 
 
 def needs_vida_warmup(name: str) -> bool:
@@ -197,13 +300,8 @@ def train_source(data_root: str, work_dir: str, max_iters: Optional[int] = None,
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[key].dataset.data_root = data_root
     if max_iters is not None:
-        cfg.train_cfg.max_iters = max_iters
-        cfg.train_cfg.val_interval = max_iters
-        cfg.default_hooks.checkpoint.interval = max_iters
-        cfg.param_scheduler[-1].end = max_iters
-        cfg.param_scheduler[0].end = min(cfg.param_scheduler[0].end,
-                                         max(1, max_iters // 10))
-        cfg.param_scheduler[-1].begin = cfg.param_scheduler[0].end
+        from mmseg_moase.apis.warmup import shorten_schedule
+        shorten_schedule(cfg, max_iters)
     if batch_size is not None:
         cfg.train_dataloader.batch_size = batch_size
     weights = class_balance_weights(
@@ -293,13 +391,12 @@ def run_method(method: str, checkpoint: str, work_dir: str, seed: int,
     output goes to ``<work_dir>/run.log`` only (for runs side by side). An
     empty ``data_root`` leaves the config's data roots (``extra_options`` may
     set them)."""
+    from mmseg_moase.evaluation.results import read_finished_results
     results = osp.join(work_dir, 'ctta_results.json')
-    if osp.isfile(results):
-        with open(results) as f:
-            res = json.load(f)
-        if res['summary']['passes_done'] == res['summary']['passes_total']:
-            _log(f'{method} seed {seed}: done before ({results})')
-            return res
+    res = read_finished_results(results)
+    if res is not None:
+        _log(f'{method} seed {seed}: done before ({results})')
+        return res
     config_name, variant_options = method_spec(method, configs)
     config = osp.join(CONFIG_DIR, config_name)  # absolute paths stay as they are
     options = [*(_domain_options(data_root, rounds) if data_root else []),
@@ -365,7 +462,10 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
             protocol's (64 images per condition).
         jobs: Method runs side by side, each with ``cpu_count // jobs`` torch
             threads (independent processes; another thread count can change
-            float rounding, nothing else). Defaults to 1.
+            float rounding, nothing else). Above 1, ViDA's warm-up and the
+            Oracle's fine-tuning run as processes beside the stream runs too
+            (with their thread count), each before the rows it feeds; at 1
+            they run in this process before every row. Defaults to 1.
         source_dir: Where the source model is trained or found (default
             ``<work_root>/source_model``); ViDA's warm-up goes beside it
             (``vida_warmup``).
@@ -392,28 +492,24 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
     timings['data_s'] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    source = train_source(data_root, source_dir or osp.join(work_root,
-                                                            'source_model'),
+    source = train_source(data_root, source_dir or source_model_dir(work_root),
                           train_iters, train_batch_size, source_config)
     timings['source_model_s'] = time.perf_counter() - t0
     checkpoints = dict(source=source['checkpoint'])
+    stage_dir = osp.normpath(osp.join(osp.dirname(source['checkpoint']),
+                                      os.pardir))
+    # Trainings that start from the source model, each feeding some rows:
+    # checkpoint key -> (summary key, function, keyword arguments).
+    prereqs = {}
     if any(needs_vida_warmup(m) for m in methods):
-        t0 = time.perf_counter()
-        warm = warmup_vida(source, data_root, osp.normpath(osp.join(
-            osp.dirname(source['checkpoint']), os.pardir, 'vida_warmup')),
-            warmup_iters)
-        checkpoints['vida'] = warm['checkpoint']
-        source = dict(source, vida_warmup=warm)
-        timings['vida_warmup_s'] = time.perf_counter() - t0
+        prereqs['vida'] = ('vida_warmup', 'warmup_vida', dict(
+            source=source, data_root=data_root,
+            work_dir=osp.join(stage_dir, 'vida_warmup'),
+            max_iters=warmup_iters))
     if ORACLE in methods:
-        from .oracle import train_oracle
-        t0 = time.perf_counter()
-        fine = train_oracle(source, data_root, osp.normpath(osp.join(
-            osp.dirname(source['checkpoint']), os.pardir, 'oracle_model')),
-            **(oracle or {}))
-        checkpoints['oracle'] = fine['checkpoint']
-        source = dict(source, oracle=fine)
-        timings['oracle_model_s'] = time.perf_counter() - t0
+        prereqs['oracle'] = ('oracle', 'train_oracle', dict(
+            source=source, data_root=data_root,
+            work_dir=osp.join(stage_dir, 'oracle_model'), **(oracle or {})))
 
     # Adapting methods run every seed; Source and Oracle (deterministic) and
     # the named variants (one option changed, compared on one seed) the first
@@ -421,32 +517,65 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
     tasks = [(m, s) for m in methods
              for s in (seeds if m in ADAPTING or m in (configs or {})
                        else seeds[:1])]
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    threads = threads_per_job(jobs)
+
+    def checkpoint_key(m: str) -> str:
+        return ('oracle' if m == ORACLE else
+                'vida' if needs_vida_warmup(m) else 'source')
+
+    summaries = {}
+    locks = {key: threading.Lock() for key in prereqs}
+
+    def prepare(key: str) -> None:
+        """The training ``key`` feeds its runs (once; reused if saved)."""
+        with locks[key]:
+            if key in checkpoints:
+                return
+            name, func, kwargs = prereqs[key]
+            t = time.perf_counter()
+            if jobs > 1:  # beside the stream runs, with their thread count
+                run_stage_process(func, kwargs, threads,
+                                  osp.join(kwargs['work_dir'], 'stage.log'))
+            summaries[name] = stage_function(func)(**kwargs)  # the saved one
+            checkpoints[key] = summaries[name]['checkpoint']
+            timings[osp.basename(kwargs['work_dir']) + '_s'] = \
+                time.perf_counter() - t
 
     def work(task):
         m, seed = task
+        key = checkpoint_key(m)
+        if key in prereqs:
+            prepare(key)
         t = time.perf_counter()
-        ckpt = checkpoints['oracle' if m == ORACLE else
-                           'vida' if needs_vida_warmup(m) else 'source']
-        res = run_method(m, ckpt,
+        res = run_method(m, checkpoints[key],
                          osp.join(work_root, m.lower(), f'seed{seed}'), seed,
                          data_root, rounds, extra_options, threads=threads,
                          quiet=jobs > 1, configs=configs)
         return m, seed, res, time.perf_counter() - t
 
+    if jobs == 1:
+        for key in prereqs:  # in this process, before the runs
+            prepare(key)
     t_stream = time.perf_counter()
     done: Dict[tuple, Dict] = {}
     if jobs == 1:
         outcomes = map(work, tasks)
     else:
+        # Side by side, the costliest first so that no long run starts last;
+        # the first run of a training's rows counts the training too.
+        firsts = {checkpoint_key(m): (m, s) for m, s in reversed(tasks)}
+        order = sorted(tasks, key=lambda t: -run_cost(t[0]) - (
+            STAGE_COST if t in firsts.values() and checkpoint_key(t[0])
+            in prereqs else 0))
         from concurrent.futures import ThreadPoolExecutor
         pool = ThreadPoolExecutor(jobs)
-        outcomes = pool.map(work, tasks)
+        outcomes = pool.map(work, order)
     for m, seed, res, secs in outcomes:
         done[(m, seed)] = res
         timings[f'{m}_s'] = timings.get(f'{m}_s', 0.0) + secs
         _log(f'{m} seed {seed}: mean mIoU {res["summary"]["mean_mIoU"]:.2f} '
              f'({secs:.0f}s)')
+    source = dict(source, **summaries)
     timings['streams_wall_s'] = time.perf_counter() - t_stream
     runs: Dict[str, List[Dict]] = {}
     for m, seed in tasks:

@@ -1,15 +1,12 @@
-# CoTTA as released (spec section 4): 14-view EMA teacher, anchor gate 0.69,
-# CE on the plain view, stochastic restore 0.01, Adam re-created at each pass.
-ctta_method = dict(
-    type='CoTTA',
-    threshold=0.69,
-    restore_prob=0.01,
-    reset_optimizer_each_pass=True,
-    bn_stats='eval',  # 'eval' (released code: source BN statistics) | 'test_batch'
-    view_index=None,  # None: the stream's plain_view_index
-    optim_wrapper=dict(
-        constructor='TrainableGroupsOptimWrapperConstructor',
-        optimizer=dict(type='Adam', lr=7.5e-6, betas=(0.9, 0.999)),
-        paramwise_cfg=dict(trainable='all')))
-# momentum = share the teacher keeps: teacher = 0.999 * teacher + 0.001 * student.
-custom_hooks = [dict(type='EMATeacherHook', momentum=0.999, buffers='keep')]
+# CoTTA as its released code runs it: 14-view EMA teacher with the anchor gate,
+# CE on the plain view, stochastic restore, Adam re-created at each pass.
+# Every value is the class's default (mmseg_moase/methods/cotta.py; table in
+# docs/method.md). Set an option here to change it: threshold, restore_prob,
+# reset_optimizer_each_pass, bn_stats ('eval': released code, source BN
+# statistics | 'test_batch'), or optim_wrapper (e.g.
+# optim_wrapper=dict(optimizer=dict(lr=...))), merged over the class's default
+# optimiser. The plain view is the stream's plain_view_index.
+ctta_method = dict(type='CoTTA')
+# EMA teacher: momentum (the share the teacher keeps per step) is the method's
+# `ema_momentum` (MeanTeacherMethod) unless set here.
+custom_hooks = [dict(type='EMATeacherHook', buffers='keep')]

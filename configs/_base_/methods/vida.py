@@ -1,20 +1,16 @@
-# ViDA (spec section 6): EMA teacher, HKA-scaled low/high-rank adapters, soft CE
-# against the teacher's plain view, stochastic restore 0.01 (adapters included).
-ctta_method = dict(
-    type='ViDA',
-    uncertainty_threshold=0.05,  # released runs' --unc_thr
-    uncertainty_from='logits',  # 'logits' (released) | 'softmax'
-    scale_rule='intended',  # 'intended' | 'released' (its elif: s_high never set)
-    hka_views=None,  # None = every view of the tta_pipeline; int = draw that many
-    trainable='all',  # 'all' (released) | 'adapters' | 'adapters+norm'
-    lr=7.5e-6,  # everything but the adapters (CoTTA's segmentation rate)
-    adapter_lr=2e-4,  # the adapters (MoASE's adapter rate)
-    restore_prob=0.01,
-    bn_stats='eval',  # 'eval' (source BN statistics) | 'test_batch'
-    reset_optimizer_each_pass=False,
-    view_index=None)  # None = the tta_pipeline's unscaled, unflipped view
-# The released code keeps one EMA rate for the adapters and one for the rest.
-custom_hooks = [
-    dict(type='EMATeacherHook', momentum=0.999, buffers='keep',
-         group_momentum=dict(vida=0.999))
-]
+# ViDA (our port): EMA teacher, HKA-scaled low/high-rank adapters, soft CE
+# against the teacher's plain view, stochastic restore (adapters included).
+# Every value is the class's default (mmseg_moase/methods/vida.py; table in
+# docs/method.md). Set an option here to change it: uncertainty_threshold (the
+# released runs' --unc_thr), uncertainty_from ('logits': released |
+# 'softmax'), scale_rule ('intended' | 'released': its elif, s_high never set),
+# hka_views (None: every view of the tta_pipeline; int: draw that many),
+# trainable ('all': released | 'adapters' | 'adapters+norm'), lr (everything
+# but the adapters: CoTTA's rate), adapter_lr (MoASE's adapter rate),
+# restore_prob, bn_stats ('eval': source BN statistics | 'test_batch'),
+# reset_optimizer_each_pass. The plain view is the stream's plain_view_index.
+ctta_method = dict(type='ViDA')
+# EMA teacher: momentum is the method's `ema_momentum` unless set here. The
+# released code keeps one rate for the adapters and one for the rest (both the
+# same): group_momentum=dict(vida=...) sets the adapters' own.
+custom_hooks = [dict(type='EMATeacherHook', buffers='keep')]

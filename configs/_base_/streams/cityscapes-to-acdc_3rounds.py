@@ -1,5 +1,5 @@
 # Cityscapes -> ACDC continual test-time adaptation, MoASE protocol (MoASE, ViDA,
-# SVDP): 3 rounds of Fog -> Night -> Rain -> Snow, no reset (docs/PROTOCOL.md).
+# SVDP): 3 rounds of Fog -> Night -> Rain -> Snow, no reset (docs/protocol.md).
 #
 # * ACDC **train** split (400 images per condition, 1920x1080, labels used for
 #   scoring only), read by `ACDCDataset` from

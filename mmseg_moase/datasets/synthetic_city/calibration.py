@@ -26,7 +26,7 @@ severity 0) already veils the far half of a 90-170 m street. Test statistics
 still gain on every condition (tried: a camera auto-exposure that brings each
 image to the clear scene's brightness, +8.4 / +9.6 on night; the source model's
 BatchNorm trained on population statistics for 400 more iterations, unchanged
-gains): see the README's calibration section.
+gains): see docs/synthetic_benchmark.md.
 """
 from numbers import Real
 from typing import Dict, Mapping, Optional, Union

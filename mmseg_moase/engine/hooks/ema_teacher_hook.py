@@ -6,7 +6,7 @@ import torch.nn as nn
 from mmengine.hooks import Hook
 
 from mmseg.registry import HOOKS
-from ..optimizers.trainable import PARAM_GROUPS, parameter_groups
+from ..optimizers.trainable import known_param_groups, parameter_groups
 
 EMA_BUFFER_MODES = ('keep', 'copy', 'average')
 
@@ -27,7 +27,7 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float,
             ``'copy'`` (take the student's) or ``'average'`` (EMA like parameters;
             integer buffers such as BN's batch counter are copied).
         momenta (Mapping[str, float], optional): Another momentum for some
-            parameters, by name (ViDA's adapters: their own EMA rate).
+            parameters, by name (a parameter group's own EMA rate).
     """
     t_params = [p for p in teacher.parameters()]
     s_named = list(student.named_parameters())
@@ -65,41 +65,43 @@ class EMATeacherHook(Hook):
     *next* batch, as in CoTTA and MoASE. A mean-teacher method refuses to run
     without this hook.
 
+    The momenta are the method's declarations unless the config sets them:
+    the method's ``ema_momentum`` for every parameter and each declared
+    parameter group's ``momentum``
+    (:class:`~mmseg_moase.models.ctta_parts.ParamGroup`) for its own.
+
     Args:
-        momentum (float): Share of the teacher kept per step: 0.999 means
-            ``teacher = 0.999 * teacher + 0.001 * student``. Defaults to 0.999.
+        momentum (float, optional): Share of the teacher kept per step: 0.999
+            means ``teacher = 0.999 * teacher + 0.001 * student``. None
+            (default): the method's ``ema_momentum``.
         buffers (str): ``'keep'`` (default, CoTTA's code averages parameters only),
             ``'copy'`` or ``'average'``.
         group_momentum (dict, optional): A momentum per named parameter group
-            (:data:`~mmseg_moase.engine.optimizers.trainable.PARAM_GROUPS`,
-            declared by model parts); other parameters use ``momentum``. ViDA's
-            released code keeps separate rates for its adapters and the rest.
+            (:func:`~mmseg_moase.engine.optimizers.trainable.known_param_groups`),
+            over the method's declared ones; other parameters use ``momentum``.
 
     Example:
-        >>> custom_hooks = [dict(type='EMATeacherHook', momentum=0.999)]
-        >>> custom_hooks = [dict(type='EMATeacherHook', momentum=0.999,
-        ...                      group_momentum=dict(vida=0.999))]
+        >>> custom_hooks = [dict(type='EMATeacherHook')]
+        >>> custom_hooks = [dict(type='EMATeacherHook', momentum=0.99,
+        ...                      group_momentum=dict(norm=0.9))]
     """
 
     priority = 'NORMAL'
 
-    def __init__(self, momentum: float = 0.999, buffers: str = 'keep',
+    def __init__(self, momentum: Optional[float] = None, buffers: str = 'keep',
                  group_momentum: Optional[Dict[str, float]] = None) -> None:
         group_momentum = dict(group_momentum or {})
-        for name, value in [('momentum', momentum)] + [
-                (f'group_momentum.{g}', m) for g, m in group_momentum.items()]:
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f'EMATeacherHook `{name}` must lie in [0, 1], '
-                                 f'got {value}')
-        unknown = set(group_momentum) - set(PARAM_GROUPS)
+        _check_momenta(momentum, group_momentum)
+        known = known_param_groups()
+        unknown = set(group_momentum) - set(known)
         if unknown:
             raise ValueError(f'EMATeacherHook `group_momentum` names unknown '
                              f'groups {sorted(unknown)}; allowed: '
-                             f'{list(PARAM_GROUPS)}')
+                             f'{list(known)}')
         if buffers not in EMA_BUFFER_MODES:
             raise ValueError(f'EMATeacherHook `buffers` must be one of '
                              f'{list(EMA_BUFFER_MODES)}, got {buffers!r}')
-        self.momentum = float(momentum)
+        self.momentum = None if momentum is None else float(momentum)
         self.buffers = buffers
         self.group_momentum = {g: float(m) for g, m in group_momentum.items()}
         self._momenta: Optional[Dict[str, float]] = None
@@ -115,11 +117,35 @@ class EMATeacherHook(Hook):
 
     def update(self, teacher: nn.Module, student: nn.Module) -> None:
         """``teacher <- momentum * teacher + (1 - momentum) * student``."""
+        if self.momentum is None:
+            raise ValueError('EMATeacherHook has no momentum: set `momentum`, '
+                             'or bind it to a method that declares '
+                             '`ema_momentum` (before_ctta).')
         momenta = self.momenta(student) if self.group_momentum else None
         ema_update(teacher, student, self.momentum, self.buffers, momenta)
 
     def before_ctta(self, runner, method) -> None:
-        """Bind :meth:`update` to a method that has a teacher."""
+        """Bind :meth:`update` to a method that has a teacher, taking the
+        momenta the method declares where the config sets none."""
         bind = getattr(method, 'bind_teacher_update', None)
-        if bind is not None:
-            bind(self.update)
+        if bind is None:
+            return
+        if self.momentum is None:
+            self.momentum = getattr(method, 'ema_momentum', None)
+        declared = {g.name: g.momentum
+                    for g in getattr(method, 'param_groups', ())
+                    if g.momentum is not None}
+        self.group_momentum = dict(declared, **self.group_momentum)
+        _check_momenta(self.momentum, self.group_momentum)
+        self._momenta = None
+        bind(self.update)
+
+
+def _check_momenta(momentum: Optional[float],
+                   group_momentum: Mapping[str, float]) -> None:
+    """Every momentum given lies in [0, 1]."""
+    for name, value in [('momentum', momentum)] + [
+            (f'group_momentum.{g}', m) for g, m in group_momentum.items()]:
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f'EMATeacherHook `{name}` must lie in [0, 1], '
+                             f'got {value}')

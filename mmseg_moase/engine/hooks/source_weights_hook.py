@@ -6,7 +6,7 @@ from mmengine.logging import print_log
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.registry import HOOKS
-from ...utils.checkpoint import load_source_checkpoint
+from ...models.checkpoints.loading import load_source_checkpoint
 
 
 @HOOKS.register_module()

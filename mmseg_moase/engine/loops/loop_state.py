@@ -17,7 +17,7 @@ from mmengine.logging import print_log
 from ...registry import METHODS
 from ...utils.dist import is_distributed, raise_rank_errors, rank_errors
 from .run_state import (fingerprint_diff, load_state_file, method_label,
-                        provenance, save_state_file)
+                        provenance, run_fingerprint, save_state_file)
 
 STATE_FILE = 'ctta_state.pth'
 STATE_VERSION = 1
@@ -66,8 +66,13 @@ def tuplify(x):
 
 
 class ResumeMixin:
-    """The state file of :class:`~.ctta_loop.CTTALoop` (its attributes:
-    ``runner``, ``method``, ``results``, ``_fingerprint``, ...)."""
+    """The state file of :class:`~.ctta_loop.CTTALoop`.
+
+    Reads only the loop's public attributes: ``runner``, ``method``,
+    ``method_cfg``, ``results``, ``fingerprint``, ``loop_telemetry``,
+    ``rounds``, ``domains``, ``datasets``, ``checkpoint``, ``resume_force``
+    and the numeric options (``precision``, ``tta_pipeline``...).
+    """
 
     #: (pass, image) of the last state this process saved.
     _saved_at: Optional[Tuple[int, int]] = None
@@ -76,7 +81,33 @@ class ResumeMixin:
     def state_path(self) -> str:
         return osp.join(self.runner.work_dir, STATE_FILE)
 
-    def _provenance(self) -> Dict[str, Any]:
+    def settings_fingerprint(self) -> Dict[str, Any]:
+        """What determines this run's numbers (:func:`.run_state.run_fingerprint`
+        of the method, model, stream and numeric loop options, checkpoint
+        and seed), compared on ``--resume``."""
+        cfg = self.runner.cfg
+        return run_fingerprint(
+            self.method_cfg, cfg.get('model', {}),
+            dict(domains=self.domains, rounds=self.rounds,
+                 tta_pipeline=self.tta_pipeline,
+                 dataloader=self.dataloader_cfg),
+            dict(precision=self.precision,
+                 skip_attention_weights=self.skip_attention_weights,
+                 cpu_malloc=self.cpu_malloc, check_labels=self.check_labels),
+            # The seed the user fixed (None: mmengine drew one; a resumed run
+            # continues from the saved random state either way).
+            self.checkpoint, (cfg.get('randomness') or {}).get('seed'))
+
+    def report_finished_run(self) -> None:
+        """A finished run resumed (a scheduler's retry): its table, printed
+        whatever the log level (what the retried job shows; rank 0)."""
+        if is_main_process():
+            self.results.write()  # a forced resume's note
+            print('--resume: this run had finished; its results '
+                  f'({osp.join(self.runner.work_dir, "ctta_results.md")}):\n'
+                  + self.results.markdown(), flush=True)
+
+    def run_provenance(self) -> Dict[str, Any]:
         """Where the results come from (rank 0 dumps the resolved config)."""
         runner = self.runner
         dump = osp.join(runner.work_dir, 'ctta_config.py')
@@ -87,33 +118,35 @@ class ResumeMixin:
                 dump = None
         return provenance(getattr(runner.cfg, 'filename', None), dump,
                           self.checkpoint,
-                          self._fingerprint.get('checkpoint_sha256'),
+                          self.fingerprint.get('checkpoint_sha256'),
                           runner.seed, method_label(self.method_cfg, METHODS))
 
-    def _signature(self) -> Dict[str, Any]:
+    def state_signature(self) -> Dict[str, Any]:
+        """The stream a state belongs to (method type, rounds, domains and
+        their lengths)."""
         return dict(method=self.method_cfg.get('type'), rounds=self.rounds,
                     domains=[d['name'] for d in self.domains],
                     lengths=[len(self.datasets[d['name']]) for d in self.domains])
 
-    def _save_state(self, pass_idx: int, image_idx: int, evaluator,
-                    seconds: float, skipped_at_start: int) -> None:
+    def save_state(self, pass_idx: int, image_idx: int, evaluator,
+                   seconds: float, skipped_at_start: int) -> None:
         """Write the resume state and, at a pass end (no ``evaluator``), the
         results tables (rank 0). Every rank must call it: on several
         processes the metric results are gathered from all of them, and a
         failed write (a full disk) stops every rank."""
         metric_results = gathered_results(evaluator) \
             if evaluator is not None else []
-        telemetry = self._telemetry_state(evaluator is not None)
+        telemetry = self.loop_telemetry.state_dict(evaluator is not None)
         error: Optional[BaseException] = None
         if is_main_process():
             state = dict(
-                version=STATE_VERSION, signature=self._signature(),
+                version=STATE_VERSION, signature=self.state_signature(),
                 pass_idx=pass_idx, image_idx=image_idx, seconds=seconds,
                 skipped_at_start=skipped_at_start,
                 method=self.method.state_dict(),
                 metric_results=metric_results,
                 results=self.results.state_dict(), rng=rng_state(),
-                telemetry=telemetry, fingerprint=self._fingerprint)
+                telemetry=telemetry, fingerprint=self.fingerprint)
             try:
                 save_state_file(state, self.state_path, self._kept())
                 self._saved_at = (pass_idx, image_idx)
@@ -144,17 +177,9 @@ class ResumeMixin:
         return (f'The previous state {where} is intact: free space and run '
                 'the same command with --resume to continue from there.')
 
-    def _telemetry_state(self, mid_pass: bool) -> Dict[str, Any]:
-        """What a resumed pass needs to finish its telemetry: the step meter
-        and the student's metric results (module sums start afresh)."""
-        if not self.telemetry or not mid_pass:
-            return {}
-        state: Dict[str, Any] = dict(steps=self._meter.state_dict())
-        if self._student_eval is not None:
-            state['student_results'] = gathered_results(self._student_eval)
-        return state
-
-    def _load_state(self) -> Optional[dict]:
+    def load_state(self) -> Optional[dict]:
+        """The saved state to resume from (None: none saved), checked against
+        this run; a finished run's table restored."""
         path = self.state_path
         if not osp.isfile(path):
             print_log(f'--resume: no state at {path}; starting the stream from '
@@ -163,13 +188,14 @@ class ResumeMixin:
         state = load_state_file(path)
         if state.get('version') != STATE_VERSION:
             raise ValueError(f'{path}: unknown state version {state.get("version")}')
-        if state['signature'] != self._signature():
+        if state['signature'] != self.state_signature():
             raise ValueError(
                 f'{path} was written by a different stream '
-                f"({state['signature']}) than this config ({self._signature()}); "
+                f"({state['signature']}) than this config "
+                f'({self.state_signature()}); '
                 'use another --work-dir or delete the file.')
         if 'fingerprint' in state:
-            diff = fingerprint_diff(state['fingerprint'], self._fingerprint)
+            diff = fingerprint_diff(state['fingerprint'], self.fingerprint)
         else:  # written before states carried one
             diff = []
             print_log(f'--resume: {path} records no settings fingerprint (an '

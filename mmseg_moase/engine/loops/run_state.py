@@ -226,7 +226,7 @@ def provenance(config_path: Optional[str], config_dump: Optional[str],
                seed: Any, label: str) -> Dict[str, Any]:
     """Where a results file came from."""
     from ... import __version__
-    from ...utils.benchmark import host_info
+    from ...utils.host import host_info
     root = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
         osp.abspath(__file__)))))
     return dict(config=config_path, resolved_config=config_dump,

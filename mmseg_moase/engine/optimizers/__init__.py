@@ -1,8 +1,9 @@
 from .constructor import TrainableGroupsOptimWrapperConstructor
-from .trainable import (PARAM_GROUPS, TRAINABLE_MODES, parameter_groups,
-                        set_trainable)
+from .trainable import (TRAINABLE_MODES, declared_param_groups,
+                        known_param_groups, parameter_groups, set_trainable)
 
 __all__ = [
-    'TrainableGroupsOptimWrapperConstructor', 'PARAM_GROUPS',
-    'TRAINABLE_MODES', 'parameter_groups', 'set_trainable'
+    'TrainableGroupsOptimWrapperConstructor', 'TRAINABLE_MODES',
+    'declared_param_groups', 'known_param_groups', 'parameter_groups',
+    'set_trainable'
 ]

@@ -9,7 +9,7 @@ from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 # plain ``mmengine.optim.build_optim_wrapper`` call outside any default scope.
 from mmengine.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
                                OPTIMIZERS)
-from .trainable import PARAM_GROUPS, parameter_groups, set_trainable
+from .trainable import known_param_groups, parameter_groups, set_trainable
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -18,8 +18,9 @@ class TrainableGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     * ``trainable`` (str, optional): freeze all but the groups of this mode (see
       :func:`set_trainable`); frozen parameters are left out of the optimiser.
-    * ``group_lr`` (dict, optional): a learning rate per named group
-      (``experts``, ``routers``, ``vida``, ``norm``, ``other``); groups not named keep the
+    * ``group_lr`` (dict, optional): a learning rate per named group (those
+      the registered methods declare, ``norm``, ``other``; see
+      :func:`~.trainable.known_param_groups`); groups not named keep the
       optimiser's ``lr`` (times any ``custom_keys`` multiplier).
 
     Every other ``paramwise_cfg`` key (``custom_keys``, ``norm_decay_mult``...) works
@@ -31,7 +32,7 @@ class TrainableGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         ...     constructor='TrainableGroupsOptimWrapperConstructor',
         ...     optimizer=dict(type='Adam', lr=7.5e-6, betas=(0.9, 0.99)),
         ...     paramwise_cfg=dict(trainable='all',
-        ...                        group_lr=dict(experts=2e-4, routers=2e-4)))
+        ...                        group_lr=dict(norm=2e-4)))
     """
 
     def __init__(self, optim_wrapper_cfg: dict,
@@ -40,10 +41,11 @@ class TrainableGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         self.trainable = paramwise_cfg.pop('trainable', None)
         self.group_lr: Dict[str, float] = dict(
             paramwise_cfg.pop('group_lr', None) or {})
-        unknown = set(self.group_lr) - set(PARAM_GROUPS)
+        known = known_param_groups()
+        unknown = set(self.group_lr) - set(known)
         if unknown:
             raise ValueError(f'`paramwise_cfg.group_lr` names unknown groups '
-                             f'{sorted(unknown)}; allowed: {list(PARAM_GROUPS)}')
+                             f'{sorted(unknown)}; allowed: {list(known)}')
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module) -> OptimWrapper:

@@ -1,8 +1,9 @@
 """Mixture-of-Activation-Sparsity-Experts adapter.
 
 `Decomposing the Neurons: Activation Sparsity via Mixture of Experts for Continual
-Test Time Adaptation <https://arxiv.org/abs/2405.16486>`_ (MoASE). The options and
-their defaults follow ``shared/docs/MOASE_SPEC.md`` section 1.
+Test Time Adaptation <https://arxiv.org/abs/2405.16486>`_ (MoASE). Where the paper and
+its public code disagree, both are options; ``docs/method.md`` lists each option,
+its default and why.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -154,7 +155,11 @@ class MoASEAdapter(BaseModule):
             Defaults to ``'active'``: on the synthetic benchmark (MiT-B0, 768
             steps) ``'all'`` left expert 0 with only zeros in 98% of the tokens
             and expert 1 in 75% (their weights get no gradient there), ``'active'``
-            in 0%, at the same scored mIoU (21.13 both; README, "Live experts").
+            in 0%, at the same scored mIoU (21.13 both; docs/results.md, "Live
+            experts").
+            ``'released'``: the public code's selection as it runs, every
+            expert (the 'largest' ones too) keeping its K smallest post-ReLU
+            activations, ranked as ``'all'`` (a parity option).
         eta (float): ASG strength. Defaults to 0.1.
         dag_input (str): ``'low'`` (paper, default) or ``'high'`` (public code).
         dag_keep_ratio (float): Share of channels SDD keeps before the DAG. 0.5.

@@ -14,6 +14,11 @@ group's entries are inactive, and its up projection never sees a nonzero input.
 K weakest *active* neurons, all active ones where fewer than K are. For 'largest'
 experts the two rankings keep the same values (an inactive entry kept by ``'all'``
 is zero), so the option changes only the 'smallest' experts.
+
+``'released'`` is the public code's expert selection as it runs: its 'largest'
+experts call the top-k without ``largest=True``, whose default is the smallest,
+so *every* expert keeps its K smallest post-ReLU activations (ranked as
+``'all'``), whatever its configured direction. A parity option only.
 """
 from typing import Tuple
 
@@ -22,7 +27,7 @@ from torch import Tensor
 
 SDD_DIRECTIONS = ('largest', 'smallest')
 SDD_SCOPES = ('token', 'sample')
-SDD_RANKINGS = ('all', 'active')
+SDD_RANKINGS = ('all', 'active', 'released')
 
 
 def sdd_num_kept(num_channels: int, num_tokens: int, ratio: float,
@@ -41,6 +46,14 @@ def sdd_num_kept(num_channels: int, num_tokens: int, ratio: float,
     """
     group = num_channels if scope == 'token' else num_channels * num_tokens
     return max(1, min(group, int(group * ratio)))
+
+
+def effective_selection(direction: str, ranking: str) -> Tuple[str, str]:
+    """The direction and ranking SDD applies: ``'released'`` ranks every
+    expert as a ``'smallest'`` one under ``'all'``; the rest are as given."""
+    if ranking == 'released':
+        return 'smallest', 'all'
+    return direction, ranking
 
 
 def _ranking_key(flat: Tensor, direction: str, ranking: str) -> Tensor:
@@ -62,11 +75,14 @@ def sdd_mask(z: Tensor, k: int, direction: str, scope: str,
         scope (str): ``'token'`` or ``'sample'``.
         ranking (str): ``'all'`` (public code: exactly ``k`` ones per group,
             inactive entries ranked as zeros) or ``'active'`` (the ``k`` weakest
-            or strongest active entries; fewer ones where fewer are active).
+            or strongest active entries; fewer ones where fewer are active)
+            or ``'released'`` (the K smallest, as ``'all'``, whatever
+            ``direction`` says: the public code's selection).
 
     Returns:
         Tensor: Mask with the dtype of ``z``.
     """
+    direction, ranking = effective_selection(direction, ranking)
     flat = z if scope == 'token' else z.reshape(z.shape[0], -1)
     flat = flat.detach()
     key = _ranking_key(flat, direction, ranking)
@@ -113,13 +129,15 @@ def soft_threshold_mask(z: Tensor, ratio: Tensor, direction: str, scope: str,
         direction (str): ``'largest'`` or ``'smallest'``.
         scope (str): ``'token'`` or ``'sample'``.
         temperature (float): Sigmoid temperature relative to the std of ``z``.
-        ranking (str): As :func:`sdd_mask`. With ``'active'`` the threshold is
-            taken among the active entries (inactive ones rank last), and the
-            relaxed mask is zero where the hard one is zero for inactivity.
+        ranking (str): As :func:`sdd_mask`, ``'released'`` included. With
+            ``'active'`` the threshold is taken among the active entries
+            (inactive ones rank last), and the relaxed mask is zero where the
+            hard one is zero for inactivity.
 
     Returns:
         tuple[Tensor, Tensor]: The straight-through mask and the hard mask.
     """
+    direction, ranking = effective_selection(direction, ranking)
     flat = z if scope == 'token' else z.reshape(z.shape[0], -1)
     group = flat.shape[-1]
     k = sdd_num_kept(z.shape[-1], z.shape[-2], float(ratio.detach()), scope)

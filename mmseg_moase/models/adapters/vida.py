@@ -1,7 +1,8 @@
 """ViDA adapters (Liu et al., ICLR 2024) for the projections of MiT's attention.
 
-Spec section 6. Every linear projection of an efficient self-attention (query,
-key/value, output) gets two parallel bottleneck branches without biases,
+A port of ViDA's public classification code. Every linear projection of an
+efficient self-attention (query, key/value, output) gets two parallel
+bottleneck branches without biases,
 
     out = W x + s_low * up_low(down_low(x)) + s_high * up_high(down_high(x)),
 

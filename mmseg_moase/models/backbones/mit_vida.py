@@ -9,7 +9,7 @@ from ..adapters.vida import ViDAAttentionAdapter, add_vida_adapter
 
 @MODELS.register_module()
 class MixVisionTransformerViDA(AdapterBackboneMixin, MixVisionTransformer):
-    """MiT with ViDA adapters (spec section 6) in the attention of chosen stages.
+    """MiT with ViDA adapters in the attention of chosen stages (docs/method.md).
 
     Takes every argument of mmseg's :class:`MixVisionTransformer` plus the three
     below. The blocks stay mmseg's; each chosen block's attention gets

@@ -33,7 +33,7 @@ tiny models of ``tests/test_checkpoint_convert.py``; not measured on the release
 weights). :func:`apply_nvlabs_layernorm_eps` sets those norms
 back to 1e-5 for an exact port. No ``norm_cfg`` can express this (mmseg's MiT
 builds all its LayerNorms from the one ``norm_cfg``), so the CTTA loader
-(:func:`mmseg_moase.utils.checkpoint.load_source_checkpoint`) applies it whenever
+(:func:`~.loading.load_source_checkpoint`) applies it whenever
 the weights come from NVlabs: an original file (converted in memory) or a file
 written by this converter (``meta['converted_from']``).
 

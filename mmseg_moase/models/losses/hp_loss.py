@@ -1,4 +1,4 @@
-"""Homeostatic-Proximal (HP) loss of MoASE (spec section 2)."""
+"""Homeostatic-Proximal (HP) loss of MoASE (paper Eq. 5 and its public code)."""
 from typing import Dict, List, Mapping, Union
 
 import torch

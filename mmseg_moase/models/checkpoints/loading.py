@@ -21,13 +21,11 @@ import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from ..models.checkpoint_convert import (MMSEG_MARKER, NVLABS_MARKER,
-                                         apply_nvlabs_layernorm_eps,
-                                         convert_nvlabs_segformer,
-                                         detect_nvlabs_layout, family_configs,
-                                         layout_problem, mit_arch,
-                                         segformer_head_family,
-                                         split_checkpoint)
+from ..checkpoint_convert import convert_nvlabs_segformer
+from .checks import family_configs, layout_problem
+from .layout import (MMSEG_MARKER, NVLABS_MARKER, detect_nvlabs_layout,
+                     mit_arch, segformer_head_family, split_checkpoint)
+from .mapping import apply_nvlabs_layernorm_eps
 
 #: ``meta['converted_from']`` of files written by the NVlabs converter.
 NVLABS_PROVENANCE = 'NVlabs SegFormer'

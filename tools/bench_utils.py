@@ -1,7 +1,9 @@
-"""What the benchmark tools share: machine description, statistics, memory readings."""
+"""What the benchmark tools share: the default ``--jobs``, machine description,
+statistics, memory readings, a function run in a fresh process. Tool-only:
+the package records a run's machine with
+:func:`mmseg_moase.utils.host.host_info`."""
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -9,29 +11,13 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
+from mmseg_moase.utils.host import host_info
 
-def host_info() -> Dict[str, Any]:
-    """The machine's part in the numbers: the same code, data and seed give
-    other floats on another kind of CPU (torch and numpy pick their SIMD
-    kernels by it) or with another thread count."""
-    cpu = platform.processor() or None
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next((ln.split(':', 1)[1].strip() for ln in f
-                        if ln.startswith('model name')), cpu)
-    except OSError:
-        pass
-    try:
-        from numpy.core._multiarray_umath import __cpu_features__
-        simd = [k for k in ('AVX2', 'AVX512F', 'AVX512_SKX', 'ASIMD', 'SVE')
-                if __cpu_features__.get(k)]
-    except ImportError:
-        simd = None
-    return dict(machine=platform.machine(), cpu=cpu,
-                torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
-                numpy_simd=simd, torch_threads=torch.get_num_threads(),
-                cuda_device=(torch.cuda.get_device_name()
-                             if torch.cuda.is_available() else None))
+
+def default_jobs() -> int:
+    """The tools' default ``--jobs`` (runs side by side): two where there are
+    two cores or more, else one."""
+    return min(2, os.cpu_count() or 1)
 
 
 def machine_description(device: str) -> str:

@@ -1,0 +1,7 @@
+# MoASE++, Cityscapes -> ACDC, 10 rounds of Fog/Night/Rain/Snow (CoTTA protocol),
+# SegFormer MiT-B0 with the NVlabs Cityscapes weights, test images 960x540.
+_base_ = [
+    '../_base_/models/segformer_mit-b0_nvlabs_moase.py',
+    '../_base_/streams/cityscapes-to-acdc_10rounds.py',
+    '../_base_/methods/moase_pp.py'
+]
