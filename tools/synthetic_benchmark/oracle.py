@@ -8,7 +8,7 @@ as the ``Oracle`` row: how much any adaptation could gain. Not a method.
 import os.path as osp
 from typing import Dict, Optional
 
-from .stages import (CONFIG_DIR, _log, _saved_summary, _write_summary,
+from .training import (CONFIG_DIR, _log, _saved_summary, _write_summary,
                      run_from_source, source_loss_option)
 
 ORACLE_CONFIG = osp.join(
