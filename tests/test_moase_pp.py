@@ -7,7 +7,6 @@ import os.path as osp
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -29,6 +28,7 @@ from mmseg_moase.models.adapters import sdd_mask
 from conftest import ROOT
 from ctta_helpers import read_results, save_source_checkpoint, setup_run, \
     make_domains, write_config
+from step_signal_hook import hook_env, write_signal_config
 
 TOOL = osp.join(ROOT, 'tools', 'test_ctta.py')
 MEAN = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
@@ -429,26 +429,18 @@ def test_kill_and_resume_equals_uninterrupted_policy_included(tmp_path):
     full = str(tmp_path / 'full')
     subprocess.run(cmd(full), check=True, env=env, capture_output=True,
                    timeout=600)
+    # Killed at the end of step 5 (pass 2, image 2) by a hook the run calls:
+    # the last saved state is step 4's, the policy's included.
     part = str(tmp_path / 'part')
     state = osp.join(part, 'ctta_state.pth')
-    proc = subprocess.Popen(cmd(part), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline, killed = time.time() + 300, False
-    while time.time() < deadline and proc.poll() is None:
-        if osp.exists(state):
-            try:
-                s = torch.load(state, weights_only=True)
-            except Exception:  # being replaced right now
-                continue
-            if (s['pass_idx'], s['image_idx']) >= (1, 1):
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                killed = True
-                break
-        time.sleep(0.02)
-    assert killed, 'the run ended before it could be killed'
+    kill_cfg = write_signal_config(str(tmp_path / 'kill.py'), config, step=5)
+    proc = subprocess.run(
+        [sys.executable, TOOL, kill_cfg, ckpt, '--work-dir', part, '--seed',
+         '3'], env=hook_env(env), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     s = torch.load(state, weights_only=True)
-    assert s['pass_idx'] < 4 and 'opd_policy' in s['method']
+    assert (s['pass_idx'], s['image_idx']) == (1, 1)
+    assert 'opd_policy' in s['method']
     subprocess.run(cmd(part, '--resume'), check=True, env=env,
                    capture_output=True, timeout=600)
     assert _table(part) == _table(full) and len(_table(full)) == 4
