@@ -217,3 +217,14 @@ def test_shortened_schedule_of_the_source_training():
         (0, 2), (2, 20)]
     with pytest.raises(ValueError, match='max_iters must be >= 1'):
         shorten_schedule(cfg, 0)
+
+
+def test_every_default_row_has_a_measured_run_cost():
+    """Side by side the costliest runs start first; a default row without its
+    own cost would be ordered as MoASE's (the Oracle once was: first)."""
+    from tools.synthetic_benchmark import DEFAULT_METHODS
+    from tools.synthetic_benchmark.stages import RUN_COST, run_cost
+    assert set(DEFAULT_METHODS) <= set(RUN_COST)
+    order = sorted(DEFAULT_METHODS, key=run_cost, reverse=True)
+    assert order[:2] == ['MoASE', 'ViDA'] and order[-1] == 'Source'
+    assert run_cost('MoASE-released') == run_cost('MoASE')  # a variant: its base's

@@ -114,7 +114,7 @@ NO_WARMUP = ('ViDA-fresh', )
 #: on them (costliest first).
 RUN_COST = {'Source': 1.0, 'NormStat': 1.1, 'TENT': 2.4, 'CoTTA': 10.4,
             'CoTTA-lr2e-4': 10.4, 'MoASE': 14.7, 'MoASE-split': 14.7,
-            'ViDA': 12.8}
+            'ViDA': 12.8, ORACLE: 1.2}
 STAGE_COST = 3.0
 #: The source model's folder under a benchmark work root.
 SOURCE_MODEL_DIR = 'source_model'
@@ -386,8 +386,10 @@ def run_synthetic_benchmark(work_root: str = 'work_dirs/synthetic_benchmark',
             name, func, kwargs = prereqs[key]
             t = time.perf_counter()
             if jobs > 1:  # beside the stream runs, with their thread count
-                run_stage_process(func, kwargs, threads,
-                                  osp.join(kwargs['work_dir'], 'stage.log'))
+                log = osp.join(kwargs['work_dir'], 'stage.log')
+                run_stage_process(func, kwargs, threads, log)
+                _log(f'{func}: finished after '
+                     f'{(time.perf_counter() - t) / 60:.1f} min ({log})')
             summaries[name] = stage_function(func)(**kwargs)  # the saved one
             checkpoints[key] = summaries[name]['checkpoint']
             timings[osp.basename(kwargs['work_dir']) + '_s'] = \
