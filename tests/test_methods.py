@@ -263,3 +263,33 @@ def test_nonfinite_gradient_with_finite_loss_is_skipped(tmp_path):
     cotta.step(batches[0])
     assert cotta.skipped_updates == 1
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize('given, expected', [
+    # Only the rate: the rest from the class's default Adam.
+    (dict(optimizer=dict(lr=2e-4)),
+     dict(type='Adam', lr=2e-4, betas=(0.9, 0.999))),
+    # Another optimiser: none of Adam's settings (SGD takes no betas).
+    (dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
+     dict(type='SGD', lr=0.05, momentum=0.9)),
+    (dict(optimizer=dict(_delete_=True, type='SGD', lr=0.05, momentum=0.9)),
+     dict(type='SGD', lr=0.05, momentum=0.9)),
+])
+def test_method_optimiser_resolves_once_and_stays(given, expected):
+    """A config's partial optim_wrapper over the class's default optimiser;
+    resolving the result again (the loop after prepare_ctta_config) changes
+    nothing: an SGD override once received Adam's betas that way."""
+    from mmseg_moase.methods.builder import resolve_method_cfg
+    from mmseg_moase.methods.cotta import COTTA_LR, CoTTA
+    default = CoTTA.default_optim_wrapper['optimizer']
+    assert default['type'] == 'Adam' and default['lr'] == COTTA_LR
+    once = resolve_method_cfg(dict(type='CoTTA', optim_wrapper=given))
+    opt = dict(once['optim_wrapper']['optimizer'])
+    opt['betas'] = tuple(opt['betas']) if 'betas' in opt else None
+    expected = dict(expected, betas=expected.get('betas'))
+    for k, v in expected.items():
+        assert opt.get(k) == v, (k, opt)
+    assert set(opt) - {'betas'} <= set(expected)
+    assert resolve_method_cfg(once) == once
+    assert resolve_method_cfg(dict(type='CoTTA')) == resolve_method_cfg(
+        resolve_method_cfg(dict(type='CoTTA')))

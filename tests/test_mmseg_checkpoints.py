@@ -109,8 +109,9 @@ def test_configs_inherit_mmseg_and_the_shared_protocol():
         assert backbone['init_cfg'] is None
         if method.startswith('moase'):
             assert backbone['type'] == 'MixVisionTransformerMoASE'
-            for k in ('moase_cfg', 'moase_stages', 'moase_bottlenecks'):
-                backbone.pop(k)
+            assert backbone.pop('moase_cfg')['type'] == 'MoASEAdapter'
+            for k in ('moase_stages', 'moase_bottlenecks'):  # the class's
+                backbone.pop(k, None)  # defaults unless the config sets them
             backbone['type'] = 'MixVisionTransformer'
         # mmseg's own model config but for the head's class and the download.
         ref = mmseg[bb]

@@ -483,6 +483,12 @@ def test_every_moase_config_has_a_moase_pp_twin(folder, name):
     for cfg in (pp, mo):
         cfg.pop('filename', None)
     assert pp == mo
+    # The options as the run resolves them: the classes' defaults under the
+    # configs' values.
+    from mmseg_moase.methods.builder import method_defaults
+    spelt = dict(m_pp)
+    m_pp = {**method_defaults(m_pp['type']), **m_pp}
+    m_mo = {**method_defaults(m_mo['type']), **m_mo}
     assert m_pp['type'] == 'MoASEPP' and m_pp['loss'] == 'soft_ce'
     assert m_pp['hp_mu'] == 0.0 and m_pp['opd_temperature'] == 2.0
     assert m_pp['opd_weight'] == 1.0 and m_pp['opd_views'] == 1
@@ -493,9 +499,9 @@ def test_every_moase_config_has_a_moase_pp_twin(folder, name):
     # The options the config spells out are the method's defaults.
     import inspect
     sig = inspect.signature(MoASEPP.__init__).parameters
-    for k in m_pp:
+    for k in spelt:
         if k.startswith(('opd_', 'policy_', 'fixed_')):
-            assert sig[k].default == m_pp[k], k
+            assert sig[k].default == spelt[k], k
 
 
 def test_benchmark_ablation_and_sweep_labels():

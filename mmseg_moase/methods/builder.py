@@ -60,7 +60,9 @@ def resolve_method_cfg(method_cfg: Mapping) -> Dict[str, Any]:
     in: a class that declares a ``default_optim_wrapper`` (CoTTA, TENT) owns
     it, and a config's ``optim_wrapper`` (e.g. only ``optimizer.lr``) is
     merged over it as mmengine merges a config over its base (``_delete_``
-    included). Other configs (an unknown type too) come back as they are.
+    included; an ``optimizer`` of another ``type`` replaces the default's
+    whole). Other configs (an unknown type too) come back as they are.
+    Resolving a resolved config gives it back unchanged.
 
     The loop fingerprints and labels the resolved config, so a run is the
     same whether its config repeats the default or leaves it to the class.
@@ -80,8 +82,15 @@ def resolve_method_cfg(method_cfg: Mapping) -> Dict[str, Any]:
     given = cfg.get('optim_wrapper')
     resolved = dict(optim_wrapper=copy.deepcopy(dict(default)))
     if given is not None:  # one level up, so that its own _delete_ counts
-        resolved = Config._merge_a_into_b(
-            dict(optim_wrapper=_plain_dicts(given)), resolved)
+        given = _plain_dicts(given)
+        optimizer = given.get('optimizer')
+        if isinstance(optimizer, dict) and 'type' in optimizer and \
+                optimizer['type'] != default.get('optimizer', {}).get('type'):
+            # Another optimiser takes none of the default's settings (SGD
+            # has no betas); resolving a resolved config then changes
+            # nothing, as when the loop resolves what prepare_ctta_config did.
+            given = dict(given, optimizer=dict(optimizer, _delete_=True))
+        resolved = Config._merge_a_into_b(dict(optim_wrapper=given), resolved)
     cfg['optim_wrapper'] = _plain_dicts(resolved['optim_wrapper'])
     return cfg
 
